@@ -200,60 +200,85 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _convert_union(tp: Any, value: Any, where: str) -> Any:
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _convert(arg, value, where)
+        except MosgymError as e:
+            errors.append(str(e))
+    raise MosgymError(errors[0] if len(errors) == 1 else f"{where}: unexpected value {value!r}")
+
+
+def _convert_list(tp: Any, value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise MosgymError(f"{where}: expected a list, got {value!r}")
+    (item,) = typing.get_args(tp) or (Any,)
+    return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def _convert_dict(tp: Any, value: Any, where: str) -> dict[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise MosgymError(f"{where}: expected a mapping, got {value!r}")
+    key_t, val_t = typing.get_args(tp) or (Any, Any)
+    return {
+        _convert(key_t, k, f"{where}.{k}"): _convert(val_t, v, f"{where}.{k}")
+        for k, v in value.items()
+    }
+
+
+def _to_float(value: Any, where: str) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads '1e-5' (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MosgymError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _to_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MosgymError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _to_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise MosgymError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _to_str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise MosgymError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+_SCALARS = {float: _to_float, int: _to_int, bool: _to_bool, str: _to_str}
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     """Convert `value` to type `tp` or raise MosgymError naming `where`."""
-    origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(arg, value, where)
-            except MosgymError as e:
-                errors.append(str(e))
-        raise MosgymError(errors[0] if len(errors) == 1 else f"{where}: unexpected value {value!r}")
+        return _convert_union(tp, value, where)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin is list:
-        if not isinstance(value, list):
-            raise MosgymError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return _convert_list(tp, value, where)
     if origin is dict:
-        if not isinstance(value, Mapping):
-            raise MosgymError(f"{where}: expected a mapping, got {value!r}")
-        key_t, val_t = typing.get_args(tp) or (Any, Any)
-        return {
-            _convert(key_t, k, f"{where}.{k}"): _convert(val_t, v, f"{where}.{k}")
-            for k, v in value.items()
-        }
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads '1e-5' (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MosgymError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MosgymError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise MosgymError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise MosgymError(f"{where}: expected a string, got {value!r}")
-        return value
+        return _convert_dict(tp, value, where)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, where)
     if isinstance(value, tp):
         return value
     raise MosgymError(f"{where}: expected {_type_name(tp)}, got {value!r}")

@@ -22,6 +22,10 @@ class EnvSpec:
     """Env steps in one episode (T / S)."""
     interval: int
     """S: optimizer steps per env step."""
+    logit_scale: float = 5.0
+    """Continuous actions are multiplied by this before the softmax."""
+    floor: float = 0.0
+    """Minimum probability per skill mixed into every mixture."""
 
 
 @runtime_checkable
@@ -30,7 +34,7 @@ class Agent(Protocol):
 
     The loop (mosgym.run) calls `setup` once, then per episode `reset`, and per env step `act`
     then `observe` with the transition. Agents that want a mixture rather than logits convert it
-    with `mosgym.envs.mixture_to_action` (the env's inverse of its own action mapping).
+    with `mosgym.envs.mixing.mixture_to_action` (the env's inverse of its own action mapping).
     """
 
     name: str

@@ -1,0 +1,144 @@
+"""Static mixtures: the paper's temperature baselines (PROP, TEMP, UNI) and any fixed mixture.
+
+Also home of `MixtureActions`, which every mixture-minded agent (static, MoS, ODM) uses to
+turn its mixture into the env's action: logits for a continuous action space, one sampled arm
+for a discrete one (the paper's Algorithm 1 picks one dataset per step the same way).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mosgym.agents.base import EnvSpec
+from mosgym.config import ActionConfig
+from mosgym.envs.mixing import mixture_to_action
+from mosgym.errors import MosgymError
+from mosgym.rewards import temperature_prior
+
+
+def resolve_tau(value: float | str, where: str) -> float:
+    """A temperature from YAML: a positive number, or 'inf' / .inf for the uniform prior."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("inf", "infinity", "uniform"):
+            return math.inf
+        raise MosgymError(f"{where}: expected a positive number or 'inf', got {value!r}")
+    if not value > 0:
+        raise MosgymError(f"{where}: temperature must be > 0 (1 = PROP, 10 = TEMP, inf = UNI)")
+    return float(value)
+
+
+def logit_scale_of(spec: EnvSpec) -> float:
+    """The env's action.logit_scale (EnvSpec has no such field yet: the config default)."""
+    return float(getattr(spec, "logit_scale", ActionConfig().logit_scale))
+
+
+class MixtureActions:
+    """Turns a mixture p (N,) into an action for `spec`'s action space.
+
+    continuous: `mixture_to_action(p, logit_scale)` (the env maps it back to p exactly unless a
+    weight is more extreme than the action box allows). discrete: one arm drawn from p with a
+    generator seeded by `seed`, so the same seed gives the same arms.
+    """
+
+    def __init__(self, spec: EnvSpec, seed: int) -> None:
+        self.kind = spec.action_kind
+        self.logit_scale = logit_scale_of(spec)
+        self.rng = np.random.default_rng(seed)
+        self.last_arm: int | None = None
+
+    def __call__(self, p: np.ndarray) -> np.ndarray | int:
+        if self.kind == "continuous":
+            return mixture_to_action(p, self.logit_scale)
+        p = np.asarray(p, dtype=np.float64)
+        self.last_arm = int(self.rng.choice(p.size, p=p / p.sum()))
+        return self.last_arm
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "last_arm": self.last_arm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.last_arm = state["last_arm"]
+
+
+@dataclass
+class StaticParams:
+    """A fixed mixture: a temperature prior over the training sizes, or explicit weights."""
+
+    tau: float | str | None = None
+    """Temperature of p_i = q_i^(1/tau) / sum_n q_n^(1/tau), q = sizes / total: 1 = PROP,
+    10 = TEMP, 'inf' (or .inf) = UNI."""
+    weights: list[float] | None = None
+    """Explicit weights instead of tau: length N, non-negative, not all zero (normalised)."""
+
+
+class StaticAgent:
+    """Always the same mixture; on a discrete action space, one arm sampled from it per step."""
+
+    action_kind = "any"
+
+    def __init__(self, name: str, params: StaticParams) -> None:
+        if (params.tau is None) == (params.weights is None):
+            raise MosgymError(
+                f"agent {name}: params needs exactly one of 'tau' (1 = PROP, 10 = TEMP, "
+                "inf = UNI) or 'weights' (a fixed mixture)"
+            )
+        self.name = name
+        self.params = params
+        self.tau = None if params.tau is None else resolve_tau(params.tau, f"{name}: params.tau")
+        self.mixture = np.zeros(0)
+        self._actions: MixtureActions | None = None
+
+    def setup(self, spec: EnvSpec, seed: int) -> None:
+        n = len(spec.skill_names)
+        if self.tau is not None:
+            self.mixture = temperature_prior(spec.train_sizes, self.tau)
+        else:
+            self.mixture = fixed_mixture(self.params.weights or [], n, self.name)
+        self._actions = MixtureActions(spec, seed)
+
+    def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None:
+        """Nothing to reset: the mixture never changes."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray | int:
+        if self._actions is None:
+            raise MosgymError(f"agent {self.name}: call setup() before act()")
+        return self._actions(self.mixture)
+
+    def observe(
+        self,
+        action: np.ndarray | int,
+        reward: float,
+        obs: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+        info: dict[str, Any],
+    ) -> None:
+        """Static: nothing to learn."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actions": None if self._actions is None else self._actions.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._actions is not None and state.get("actions") is not None:
+            self._actions.load_state_dict(state["actions"])
+
+
+def fixed_mixture(weights: list[float], n: int, name: str) -> np.ndarray:
+    """(N,) normalised mixture from user weights, or a MosgymError saying what is wrong."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise MosgymError(
+            f"agent {name}: params.weights has {w.size} entries but the env has {n} skills; "
+            "give one weight per skill, in the env's skill order"
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise MosgymError(
+            f"agent {name}: params.weights {w.tolist()} must be finite, non-negative and not "
+            "all zero"
+        )
+    return w / w.sum()

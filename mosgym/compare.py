@@ -1,0 +1,426 @@
+"""Compare agents across seeds with honest statistics: `python -m mosgym.compare`.
+
+Reads the finished runs of an MLflow experiment (tag mosgym.kind=run) and reports, per agent:
+final mean and worst-skill dev loss, mean accuracy, the area under the mean-dev-loss curve
+(normalised by the step span: the curve's average level), and the speed-up to a reference
+agent's final mean dev loss (the paper's "2.2x faster"). Each is the IQM over seeds with a 95%
+stratified bootstrap interval, plus the probability that a run of the agent beats a run of the
+reference (Agarwal et al. 2021). Outputs: a markdown table on stdout, comparison.md,
+comparison.csv and three PNGs in --out, all also logged as an MLflow run (mosgym.kind=comparison).
+
+Tasks of the stratified bootstrap: every metric is its own single task, a (seeds, 1) matrix.
+Per-skill results are reported per skill, each also one task, and never pooled into one
+(seeds, skills) matrix: skills' losses live on different scales (their intrinsic entropy), so
+an IQM across skills would weigh skills by that scale rather than agents by their quality.
+
+Speed-up: the target is the last point of the reference's mean-over-seeds dev_loss_mean curve
+(its final mean dev loss on the same dev sample the curves use); the reference's mean curve
+reaches it at step t_ref. A run's speed-up is t_ref / (the first step its own curve reaches the
+target, linearly interpolated); a run that never reaches it scores 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import math
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mosgym import compare_plots
+from mosgym.compare_data import (
+    Loaded,
+    RunData,
+    agent_curve,
+    load_runs,
+    make_client,
+    mixture_paths,
+)
+from mosgym.errors import MosgymError
+from mosgym.stats import (
+    TOO_FEW_RUNS_NOTE,
+    Interval,
+    area_under_curve,
+    iqm,
+    probability_of_improvement,
+    probability_of_improvement_ci,
+    speedup,
+    steps_to_target,
+    stratified_bootstrap_ci,
+)
+
+NAN_INTERVAL = Interval(math.nan, math.nan)
+CSV_NAME, MD_NAME = "comparison.csv", "comparison.md"
+PLOT_NAMES = ("aggregates.png", "learning_curves.png", "mixture_paths.png")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-run score: `key` names it in the CSV, `label` in the table and plots.
+
+    `source`: the MLflow final metric it is read from; None for scores computed from curves.
+    """
+
+    key: str
+    label: str
+    higher_is_better: bool
+    source: str | None = None
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The speed-up target: the reference's final mean dev loss and the step its curve hits it."""
+
+    reference: str
+    loss: float
+    ref_steps: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """One agent x metric: IQM over its seeds, the interval, P(improvement over the reference)."""
+
+    agent: str
+    metric: Metric
+    n: int
+    iqm: float
+    ci: Interval
+    poi: float
+    poi_ci: Interval
+
+
+HEADLINE = (
+    Metric("final_dev_loss_mean", "final mean dev loss", False, "final/dev_loss_mean"),
+    Metric("final_dev_loss_worst", "final worst-skill dev loss", False, "final/dev_loss_worst"),
+    Metric("final_accuracy_mean", "mean accuracy", True, "final/accuracy_mean"),
+    Metric("auc_dev_loss_mean", "area under mean dev loss", False),
+    Metric("speedup", "speed-up to reference's final loss", True),
+)
+
+
+def per_skill_metrics(skills: tuple[str, ...]) -> list[Metric]:
+    """Final dev loss and accuracy of each skill, each compared on its own."""
+    kinds = (("dev_loss", "dev loss", False), ("accuracy", "accuracy", True))
+    return [
+        Metric(f"final_{k}/{s}", f"{t} {s}", up, f"final/{k}/{s}")
+        for k, t, up in kinds
+        for s in skills
+    ]
+
+
+def choose_reference(agents: list[str], requested: str | None) -> str:
+    """--reference, else an agent whose name has 'temp' (static TEMP), else the first by name."""
+    if requested is not None:
+        if requested not in agents:
+            raise MosgymError(
+                f"--reference {requested}: no finished runs of that agent "
+                f"(agents: {', '.join(agents)})"
+            )
+        return requested
+    temp = sorted(a for a in agents if "temp" in a.lower())
+    return temp[0] if temp else sorted(agents)[0]
+
+
+def find_target(runs: list[RunData], reference: str) -> Target:
+    """Where the reference's mean-over-seeds curve ends, and when it first got there."""
+    grid, values = agent_curve(runs, reference)
+    mean = values.mean(axis=0)
+    return Target(reference, float(mean[-1]), steps_to_target(grid, mean, float(mean[-1])))
+
+
+def score_run(r: RunData, m: Metric, target: Target) -> float:
+    """One run's score on `m`; NaN when the run did not log it."""
+    if m.source is not None:
+        return r.finals.get(m.source, math.nan)
+    if m.key == "auc_dev_loss_mean":
+        return area_under_curve(r.steps, r.dev_loss_mean)
+    if m.key == "speedup":
+        reached = steps_to_target(r.steps, r.dev_loss_mean, target.loss)
+        return speedup(target.ref_steps, reached)
+    raise ValueError(f"no scorer for metric {m.key}")
+
+
+def per_run_scores(
+    runs: list[RunData], metrics: list[Metric], target: Target
+) -> dict[str, dict[str, np.ndarray]]:
+    """metric key -> agent -> (seeds,) scores, NaN (not logged) dropped; empty metrics omitted."""
+    agents = sorted({r.agent for r in runs})
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for m in metrics:
+        by_agent = {}
+        for a in agents:
+            vals = np.array([score_run(r, m, target) for r in runs if r.agent == a])
+            by_agent[a] = vals[~np.isnan(vals)]
+        if any(len(v) for v in by_agent.values()):
+            out[m.key] = by_agent
+    return out
+
+
+def summarize(
+    scores: dict[str, dict[str, np.ndarray]],
+    metrics: list[Metric],
+    reference: str,
+    n_boot: int = 2000,
+) -> list[Row]:
+    """A Row per agent x metric; P(improvement) is NaN for the reference itself."""
+    rows: list[Row] = []
+    for m in metrics:
+        if m.key not in scores:
+            continue
+        ref = scores[m.key][reference]
+        for agent, vals in scores[m.key].items():
+            if len(vals) == 0:
+                rows.append(Row(agent, m, 0, math.nan, NAN_INTERVAL, math.nan, NAN_INTERVAL))
+                continue
+            point, ci = iqm(vals), stratified_bootstrap_ci(vals, n_boot=n_boot)
+            poi, poi_ci = math.nan, NAN_INTERVAL
+            if agent != reference and len(ref):
+                poi = probability_of_improvement(vals, ref, m.higher_is_better)
+                poi_ci = probability_of_improvement_ci(vals, ref, m.higher_is_better, n_boot)
+            rows.append(Row(agent, m, len(vals), point, ci, poi, poi_ci))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Report: markdown and CSV
+
+
+def _num(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:#.4g}"
+
+
+def _cell(point: float, ci: Interval) -> str:
+    if math.isnan(point):
+        return "-"
+    if math.isnan(ci.lo):
+        return f"{_num(point)}*" if ci.too_few_runs else _num(point)
+    return f"{_num(point)} [{_num(ci.lo)}, {_num(ci.hi)}]"
+
+
+def _table(header: list[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return out + ["| " + " | ".join(cells) + " |" for cells in lines]
+
+
+def _agent_table(
+    rows: list[Row], metrics: list[Metric], agents: list[str], value: Callable[[Row], str]
+) -> list[str]:
+    shown = [m for m in metrics if any(r.metric == m for r in rows)]
+    cell = {(r.agent, r.metric.key): value(r) for r in rows}
+    lines = []
+    for a in agents:
+        n = max((r.n for r in rows if r.agent == a), default=0)
+        note = TOO_FEW_RUNS_NOTE if n < 2 else ""
+        lines.append([a, str(n), *(cell.get((a, m.key), "-") for m in shown), note])
+    return _table(["agent", "seeds", *(f"{m.label} {m.arrow}" for m in shown), "notes"], lines)
+
+
+def markdown_report(
+    experiment: str, rows: list[Row], target: Target, skills: tuple[str, ...], notes: list[str]
+) -> str:
+    """The comparison as markdown: aggregates, P(improvement), per-skill results, notes."""
+    agents = sorted({r.agent for r in rows})
+    ref = target.reference
+    parts = [
+        f"## mosgym comparison: experiment `{experiment}`",
+        "",
+        f"IQM over seeds [95% stratified bootstrap interval]; ↓ lower is better, ↑ higher. "
+        f"Reference agent: `{ref}`. Speed-up target: {ref}'s final mean dev loss "
+        f"{_num(target.loss)}, which its mean curve reaches at step {_num(target.ref_steps)}. "
+        f"`*`: {TOO_FEW_RUNS_NOTE}.",
+        "",
+        *_agent_table(rows, list(HEADLINE), agents, lambda r: _cell(r.iqm, r.ci)),
+        "",
+        f"### Probability of improvement over `{ref}` [95% interval]",
+        "",
+        *_agent_table(rows, list(HEADLINE), agents, lambda r: _cell(r.poi, r.poi_ci)),
+        "",
+        "### Per skill (final)",
+        "",
+        *_agent_table(rows, per_skill_metrics(skills), agents, lambda r: _cell(r.iqm, r.ci)),
+    ]
+    if notes:
+        parts += ["", "Notes:", *(f"- {n}" for n in notes)]
+    return "\n".join(parts) + "\n"
+
+
+CSV_COLUMNS = (
+    "agent", "metric", "higher_is_better", "n_seeds", "iqm", "ci_low", "ci_high",
+    "poi_vs_reference", "poi_ci_low", "poi_ci_high", "reference", "note",
+)  # fmt: skip
+
+
+def csv_report(rows: list[Row], reference: str) -> str:
+    """One line per agent x metric, full precision; empty cells where there is no number."""
+
+    def f(x: float) -> str:
+        return "" if math.isnan(x) else repr(float(x))
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in rows:
+        note = TOO_FEW_RUNS_NOTE if r.n < 2 else ""
+        w.writerow([
+            r.agent, r.metric.key, int(r.metric.higher_is_better), r.n, f(r.iqm), f(r.ci.lo),
+            f(r.ci.hi), f(r.poi), f(r.poi_ci.lo), f(r.poi_ci.hi), reference, note,
+        ])  # fmt: skip
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots, output folder, MLflow
+
+
+def write_plots(folder: Path, rows: list[Row], runs: list[RunData], target: Target) -> None:
+    """aggregates.png, learning_curves.png and mixture_paths.png in `folder`."""
+    agents = sorted({r.agent for r in runs})
+    panels = []
+    for m in HEADLINE:
+        pts = [compare_plots.Point(r.agent, r.iqm, r.ci.lo, r.ci.hi) for r in rows if r.metric == m]
+        if pts:
+            panels.append((f"{m.label} {m.arrow}", pts))
+    compare_plots.save(compare_plots.aggregates_figure(panels), str(folder / PLOT_NAMES[0]))
+    curves = {a: agent_curve(runs, a) for a in agents}
+    fig = compare_plots.learning_curves_figure(curves, target.loss, target.reference)
+    compare_plots.save(fig, str(folder / PLOT_NAMES[1]))
+    fig = compare_plots.mixture_paths_figure(mixture_paths(runs, agents), runs[0].skills)
+    compare_plots.save(fig, str(folder / PLOT_NAMES[2]))
+
+
+def write_atomically(out: Path, fill: Callable[[Path], None]) -> None:
+    """Build the folder in a temporary sibling, then swap it in: never a half-written `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = out.parent / f".{tmp.name}.old"
+    try:
+        fill(tmp)
+        if out.exists():
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if old.exists():  # put the previous folder back rather than lose it
+                old.rename(out)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def log_comparison(client: Any, loaded: Loaded, folder: Path, reference: str, n_boot: int) -> str:
+    """A FINISHED MLflow run (mosgym.kind=comparison) in the runs' experiment, files attached.
+
+    Uses the client, not the fluent API, so a caller's active run is neither ended nor nested.
+    """
+    from mlflow.entities import Param
+
+    runs = loaded.runs
+    exp_id = client.get_run(runs[0].run_id).info.experiment_id
+    agents = sorted({r.agent for r in runs})
+    tags = {"mosgym.kind": "comparison", "mosgym.reference": reference}
+    run = client.create_run(exp_id, tags=tags, run_name=f"compare__{'_vs_'.join(agents)}"[:250])
+    rid = run.info.run_id
+    try:
+        params = {
+            "reference": reference, "agents": ",".join(agents), "n_runs": len(runs),
+            "budget": runs[0].budget, "skills": ",".join(runs[0].skills), "n_boot": n_boot,
+            "run_ids": ",".join(r.run_id for r in runs)[:500],
+        }  # fmt: skip
+        client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
+        client.log_artifacts(rid, str(folder))
+    except BaseException:
+        client.set_terminated(rid, "FAILED")
+        raise
+    client.set_terminated(rid, "FINISHED")
+    return str(rid)
+
+
+@dataclass
+class Comparison:
+    """What one compare call produced: the rows, the markdown, the folder, the MLflow run."""
+
+    rows: list[Row]
+    markdown: str
+    out: Path
+    run_id: str
+
+
+def compare(
+    client: Any,
+    experiment: str,
+    run_ids: list[str] | None = None,
+    agents: list[str] | None = None,
+    reference: str | None = None,
+    out: Path | None = None,
+    n_boot: int = 2000,
+) -> Comparison:
+    """Read, aggregate, write the folder atomically, and log the comparison run."""
+    loaded = load_runs(client, experiment, run_ids, agents)
+    runs = loaded.runs
+    ref = choose_reference(sorted({r.agent for r in runs}), reference)
+    target = find_target(runs, ref)
+    metrics = [*HEADLINE, *per_skill_metrics(runs[0].skills)]
+    rows = summarize(per_run_scores(runs, metrics, target), metrics, ref, n_boot)
+    md = markdown_report(experiment, rows, target, runs[0].skills, loaded.notes)
+
+    def fill(folder: Path) -> None:
+        (folder / MD_NAME).write_text(md, encoding="utf-8")
+        (folder / CSV_NAME).write_text(csv_report(rows, ref), encoding="utf-8")
+        write_plots(folder, rows, runs, target)
+
+    out = out or Path("compare") / (re.sub(r"[^\w.-]+", "_", experiment).lstrip(".") or "_")
+    write_atomically(out, fill)
+    return Comparison(rows, md, out, log_comparison(client, loaded, out, ref, n_boot))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mosgym.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--experiment", required=True, help="MLflow experiment holding the runs")
+    p.add_argument("--runs", nargs="+", default=None, metavar="ID", help="only these run ids")
+    p.add_argument("--agents", nargs="+", default=None, metavar="A", help="only these agents")
+    p.add_argument("--reference", default=None, help="reference agent (default: *temp*)")
+    p.add_argument("--out", type=Path, default=None, help="folder (default ./compare/EXP)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLflow's)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap samples (default 2000)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.n_boot < 100:
+            raise MosgymError(f"--n-boot {args.n_boot}: use at least 100 bootstrap samples")
+        client = make_client(args.tracking_uri)
+        result = compare(
+            client, args.experiment, args.runs, args.agents, args.reference, args.out, args.n_boot
+        )
+    except MosgymError as e:
+        print(f"mosgym: error: {e}", file=sys.stderr)
+        return 2
+    print(result.markdown, end="")
+    print(f"wrote {result.out}/ ; MLflow comparison run {result.run_id}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Gymnasium environments: MixtureOfSkills (real fine-tuning) and MoSSim (simulator)."""

@@ -1,0 +1,277 @@
+"""The MixtureOfSkills environment: data mixing for LLM fine-tuning as a Gymnasium env."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from mosgym.agents.base import EnvSpec
+from mosgym.config import EnvConfig, load_env_config
+from mosgym.envs.mixing import action_to_mixture, validate_action
+from mosgym.errors import MosgymError
+from mosgym.learner.base import Learner
+from mosgym.rewards import RewardComputer
+
+log = logging.getLogger(__name__)
+
+N_SKILL_FEATURES = 4  # dev-loss ratio, weight, epochs consumed, last reward
+
+
+def build_learner(cfg: EnvConfig, seed: int = 0) -> Learner:
+    """The learner a config names: a transformers LM ('hf') or the simulator ('sim')."""
+    if cfg.learner == "hf":
+        from mosgym.data import default_skill_configs, load_skills
+        from mosgym.learner.hf import HFLearner
+        from mosgym.learner.model import load_model
+
+        # The initial model depends on data_seed only: every run seed fine-tunes the same
+        # starting point, as with a pretrained checkpoint.
+        loaded = load_model(cfg.model, seed=cfg.data_seed)
+        skill_cfgs = cfg.skills or default_skill_configs()
+        skills = load_skills(
+            skill_cfgs, loaded.tokenizer, cfg.train.max_length, cfg.data_seed, cfg.cache_dir
+        )
+        return HFLearner(skills, loaded, cfg.train, seed=seed)
+    if cfg.learner == "sim":
+        from mosgym.envs.sim import SimLearner
+
+        return SimLearner.from_config(cfg, seed=seed)
+    raise MosgymError(f"learner: unknown value {cfg.learner!r} (valid: 'hf', 'sim')")
+
+
+def check_budget(cfg: EnvConfig) -> None:
+    """The episode's shape must be consistent before anything is built."""
+    t = cfg.train
+    if t.total_steps <= 0 or t.interval <= 0:
+        raise MosgymError("train.total_steps and train.interval must be positive integers")
+    if t.total_steps % t.interval:
+        raise MosgymError(
+            f"train.total_steps ({t.total_steps}) must be a multiple of train.interval "
+            f"({t.interval}): an episode is total_steps / interval env steps"
+        )
+    if cfg.action.kind not in ("continuous", "discrete"):
+        raise MosgymError(
+            f"action.kind: unknown value {cfg.action.kind!r} (valid: 'continuous', 'discrete')"
+        )
+
+
+class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
+    """Choose how often to sample each fine-tuning dataset while a causal LM fine-tunes.
+
+    ## Description
+    An episode is one fine-tuning run of T optimizer steps (``train.total_steps``) on N datasets
+    ("skills"). Every S steps (``train.interval``; the paper's scorer interval, 100 there) the
+    agent sets the mixture, the learner performs S real AdamW updates drawing data from it, and
+    the env computes the configured Mixture-of-Skills reward (Wu et al., EMNLP 2024) from
+    batched probes of the model. One episode has T / S env steps.
+
+    ## Action Space
+    ``action.kind: continuous``: ``Box(-1, 1, (N,), float32)``, read as logits: the mixture is
+    ``softmax(action * action.logit_scale)``, then mixed with the floor as
+    ``(1 - N * floor) * p + floor``. ``action.kind: discrete``: ``Discrete(N)``, train only on
+    the chosen skill for the next S steps (floor applies too). NaN/inf or wrongly shaped
+    actions raise MosgymError.
+
+    ## Observation Space
+    ``Box(float32, (4N + 1,))``: for every skill, in blocks of N, the dev loss divided by the
+    initial model's, the current mixture weight, the epochs of its training split consumed
+    (examples drawn / train size), and the last reward R(i); then training progress step / T.
+
+    ## Rewards
+    The scalar reward is ``sum_i p_i R(i)`` with p the mixture used and R the per-skill reward
+    of ``reward.type`` (cossim, diff, multidds, multiuat, train_loss, learning_progress,
+    excess_loss), EMA-smoothed when ``reward.ema``, MoSpec when ``reward.target`` is set. The
+    MoS scorer learns from the vector, ``info["skill_rewards"]``.
+
+    ## Starting State
+    ``reset(seed)`` restores the initial weights, optimizer, schedule and sampler exactly and
+    reseeds the data sampling; the first observation has dev-loss ratios 1, a uniform mixture,
+    nothing consumed and last rewards 0.
+
+    ## Episode End
+    Terminates after T optimizer steps (T / S env steps). The last step's info carries
+    ``final_eval`` (per-skill dev loss and exact-match accuracy). Never truncates itself.
+
+    ## Info
+    Every step: ``mixture``, ``skill_rewards``, ``raw_skill_rewards``, ``dev_loss``,
+    ``train_loss`` (per skill; the last value where not drawn in this step),
+    ``train_examples`` (examples drawn per skill in this step), ``step_loss``, ``examples_seen``,
+    ``tokens_seen``, ``step``, ``probe_skipped``, ``skill_names``. reset(): ``skill_names``,
+    ``dev_loss``, ``mixture``, ``train_sizes``.
+
+    ## Arguments
+    ``gym.make("mosgym/MixtureOfSkills-v0", config=None, overrides=None, **top_level_keys)``:
+    ``config`` is a YAML path, a mapping or an EnvConfig (none: the embedded default, a tiny
+    Llama on the built-in skills, offline); ``overrides`` are ``"train.total_steps=200"``
+    strings; keyword arguments replace or merge top-level config keys, e.g.
+    ``reward={"type": "diff", "ema": True}``. ``learner=`` passes a ready Learner instead.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        config: str | Path | Mapping[str, Any] | EnvConfig | None = None,
+        overrides: list[str] | None = None,
+        learner: Learner | None = None,
+        render_mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if render_mode is not None:
+            raise MosgymError(f"render_mode {render_mode!r} is not supported (none is)")
+        self.config = load_env_config(config, overrides, **kwargs)
+        check_budget(self.config)
+        self.learner = learner if learner is not None else build_learner(self.config)
+        self.skill_names = list(self.learner.skill_names)
+        n = len(self.skill_names)
+        self.rewards = RewardComputer(
+            self.config.reward, self.skill_names, self.config.train.probe_size
+        )
+        if self.config.action.kind == "continuous":
+            self.action_space: spaces.Space = spaces.Box(-1.0, 1.0, (n,), np.float32)
+        else:
+            self.action_space = spaces.Discrete(n)
+        low = np.concatenate([np.zeros(3 * n), np.full(n, -np.inf), [0.0]]).astype(np.float32)
+        high = np.concatenate([np.full(n, np.inf), np.ones(n), np.full(2 * n, np.inf), [1.0]])
+        self.observation_space = spaces.Box(low, high.astype(np.float32), dtype=np.float32)
+        self._init_dev: np.ndarray | None = None
+        self._dev = np.ones(n)
+        self._mixture = np.full(n, 1.0 / n)
+        self._last_reward = np.zeros(n)
+        self._train_loss = np.ones(n)
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def n_env_steps(self) -> int:
+        """Env steps in one episode (T / S)."""
+        return self.config.train.total_steps // self.config.train.interval
+
+    @property
+    def spec_info(self) -> EnvSpec:
+        """What an agent may know before acting."""
+        return EnvSpec(
+            skill_names=list(self.skill_names),
+            train_sizes=np.asarray(self.learner.train_sizes).copy(),
+            action_kind=self.config.action.kind,
+            n_env_steps=self.n_env_steps,
+            interval=self.config.train.interval,
+            logit_scale=self.config.action.logit_scale,
+            floor=self.config.action.floor,
+        )
+
+    def _obs(self) -> np.ndarray:
+        assert self._init_dev is not None
+        epochs = self.learner.consumed / np.maximum(self.learner.train_sizes, 1)
+        progress = self.learner.step / self.config.train.total_steps
+        parts = [self._dev / self._init_dev, self._mixture, epochs, self._last_reward, [progress]]
+        return np.concatenate(parts).astype(np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        # The learner's own seed comes from the env's RNG, so reset(seed=s) fixes the whole
+        # episode and later seedless resets give new but reproducible episodes.
+        self.learner.reset(int(self.np_random.integers(2**31 - 1)))
+        self.rewards.reset()
+        if self._init_dev is None:  # the initial model never changes: measure it once
+            self._init_dev = np.asarray(self.learner.dev_loss(), dtype=np.float64)
+        n = len(self.skill_names)
+        self._dev = self._init_dev.copy()
+        self._mixture = np.full(n, 1.0 / n)
+        self._last_reward = np.zeros(n)
+        self._train_loss = self._init_dev.copy()
+        info = {
+            "skill_names": list(self.skill_names),
+            "dev_loss": self._dev.copy(),
+            "mixture": self._mixture.copy(),
+            "train_sizes": np.asarray(self.learner.train_sizes).copy(),
+        }
+        return self._obs(), info
+
+    def step(self, action: np.ndarray | int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._init_dev is None:
+            raise MosgymError("call reset() before step()")
+        cfg = self.config
+        if self.learner.step >= cfg.train.total_steps:
+            raise MosgymError("the episode has ended (terminated=True); call reset()")
+        n = len(self.skill_names)
+        action = validate_action(action, cfg.action.kind, n)
+        mixture = action_to_mixture(
+            action, cfg.action.kind, n, cfg.action.logit_scale, cfg.action.floor
+        )
+        stats = self.learner.train(mixture, cfg.train.interval)
+        terminated = self.learner.step >= cfg.train.total_steps
+        final = self.learner.evaluate(generate=True) if terminated else None
+        prev_dev = self._dev
+        dev = np.asarray(final.dev_loss if final else self.learner.dev_loss(), dtype=np.float64)
+        result = self.rewards.compute(self.learner, stats, dev, prev_dev, self._init_dev)
+        fresh = np.asarray(stats.examples) > 0
+        self._train_loss = np.where(fresh, stats.mean_loss, self._train_loss)
+        self._dev, self._mixture = dev, mixture
+        self._last_reward = np.asarray(result.smoothed, dtype=np.float64)
+        info: dict[str, Any] = {
+            "mixture": mixture.copy(),
+            "skill_rewards": self._last_reward.copy(),
+            "raw_skill_rewards": np.asarray(result.raw, dtype=np.float64),
+            "dev_loss": dev.copy(),
+            # A skill not drawn in this interval keeps its last training loss (NaN would make
+            # infos incomparable); train_examples says which values are fresh.
+            "train_loss": self._train_loss.copy(),
+            "train_examples": np.asarray(stats.examples).copy(),
+            "step_loss": float(np.mean(stats.step_losses)),
+            "examples_seen": np.asarray(self.learner.consumed).copy(),
+            "tokens_seen": np.asarray(self.learner.tokens_seen).copy(),
+            "step": int(self.learner.step),
+            "probe_skipped": int(result.probe_skipped),
+            "skill_names": list(self.skill_names),
+        }
+        if final is not None:
+            info["final_eval"] = {"dev_loss": dev.copy(), "accuracy": np.asarray(final.accuracy)}
+        reward = float(mixture @ self._last_reward)
+        return self._obs(), reward, terminated, False, info
+
+    # ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this episode exactly (checkpoints)."""
+        return {
+            "learner": self.learner.state_dict(),
+            "rewards": self.rewards.state_dict(),
+            "init_dev": None if self._init_dev is None else self._init_dev.tolist(),
+            "dev": self._dev.tolist(),
+            "mixture": self._mixture.tolist(),
+            "last_reward": self._last_reward.tolist(),
+            "train_loss": self._train_loss.tolist(),
+            "np_random": self.np_random.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        self.learner.load_state_dict(state["learner"])
+        self.rewards.load_state_dict(state["rewards"])
+        self._init_dev = None if state["init_dev"] is None else np.asarray(state["init_dev"])
+        self._dev = np.asarray(state["dev"])
+        self._mixture = np.asarray(state["mixture"])
+        self._last_reward = np.asarray(state["last_reward"])
+        self._train_loss = np.asarray(state["train_loss"])
+        self.np_random.bit_generator.state = state["np_random"]
+
+
+def make_sim_env(
+    config: str | Path | Mapping[str, Any] | EnvConfig | None = None,
+    overrides: list[str] | None = None,
+    **kwargs: Any,
+) -> MixtureOfSkillsEnv:
+    """`mosgym/MoSSim-v0`: the same env on the simulator (learner: sim)."""
+    cfg = load_env_config(config, overrides, **kwargs)
+    cfg.learner = "sim"
+    return MixtureOfSkillsEnv(cfg)

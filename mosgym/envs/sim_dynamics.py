@@ -1,0 +1,71 @@
+"""The simulator's learning dynamics as pure functions over arrays of shape (..., N).
+
+Shared by `SimLearner` (one run, shape (N,)), `BatchSim` (M runs, shape (M, N)) and the
+calibration fit, so all three follow exactly the same model (see mosgym.envs.sim's docstring
+for the model and why it has this form).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def base_loss(
+    exposure: np.ndarray,
+    init: np.ndarray,
+    floor: np.ndarray,
+    rate: np.ndarray,
+    exponent: np.ndarray,
+) -> np.ndarray:
+    """(..., N) loss before overfitting: floor + (init - floor) * (1 + E/rate)^-exponent."""
+    s = np.maximum(exposure / rate, -1.0)
+    log_factor = np.where(s >= 0, np.log1p(np.maximum(s, 0.0)), s)
+    return floor + (init - floor) * np.exp(-exponent * log_factor)
+
+
+def overfit_gap(
+    consumed: np.ndarray, train_sizes: np.ndarray, overfit: np.ndarray, epochs0: np.ndarray
+) -> np.ndarray:
+    """(..., N) memorisation gap: overfit * max(0, epochs consumed - epochs0)."""
+    return overfit * np.maximum(consumed / train_sizes - epochs0, 0.0)
+
+
+def advance_exposure(
+    exposure: np.ndarray,
+    counts: np.ndarray,
+    n_steps: np.ndarray | int,
+    transfer: np.ndarray,
+    forget: np.ndarray,
+    rate: np.ndarray,
+) -> np.ndarray:
+    """(..., N) exposure after an interval of `n_steps` steps drawing `counts` (..., N) examples.
+
+    Solves dE/dt = g/n - k E over the interval: gain g = transfer @ counts, decay
+    k = forget * (1 - share of skill i in the interval's batches).
+    """
+    gain = counts @ transfer.T
+    total = counts.sum(axis=-1, keepdims=True)
+    share = counts / np.maximum(total, 1.0)
+    k = forget * (1.0 - share) * (n_steps if np.isscalar(n_steps) else n_steps[..., None])
+    small = k < 1e-12
+    gain_factor = np.where(small, 1.0, -np.expm1(-k) / np.where(small, 1.0, k))
+    return np.maximum(exposure * np.exp(-k) + gain * gain_factor, -rate)
+
+
+def progress(base: np.ndarray, init: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """(..., N) share of the learnable loss removed, in [-1, 1] (negative: worse than init)."""
+    return np.clip((init - base) / (init - floor), -1.0, 1.0)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def gradient_directions(transfer: np.ndarray) -> np.ndarray:
+    """(N, N) unit rows whose Gram matrix approximates the normalised symmetric transfer."""
+    s = (transfer + transfer.T) / 2.0
+    d = 1.0 / np.sqrt(np.abs(np.diag(s)))
+    s = s * d[:, None] * d[None, :]
+    w, v = np.linalg.eigh(s)
+    g = v * np.sqrt(np.maximum(w, 1e-3))
+    return unit_rows(g)

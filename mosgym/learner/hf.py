@@ -1,0 +1,480 @@
+"""HFLearner: a transformers causal LM fine-tuned on a mixture of skills.
+
+One object owns the model, the AdamW optimizer with the paper's schedule, the data sampler and
+every RNG stream, so `reset` and `state_dict` can restore all of it exactly.
+
+Initial-model NLL (the DIFF reward's denominator) is cached by example (skill, split, row). At
+reset the learner pre-draws the probe plan of the whole episode (which examples each probe round
+of each skill will use: the draw never depends on the mixture). The first probe computes the
+initial NLL of every planned example in batches, with the initial weights loaded from the CPU
+copy that reset keeps anyway (no second model on the accelerator); probes outside the plan fill
+the cache the same way. The cache outlives resets, since the initial model never changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from mosgym.config import TrainConfig
+from mosgym.data.types import Skill
+from mosgym.errors import MosgymError
+from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
+from mosgym.learner.collate import (
+    PackedSplit,
+    flat_grad,
+    loss_backward,
+    mean_entropy,
+    probe_forward,
+    response_nll,
+)
+from mosgym.learner.model import LoadedModel, greedy_answers
+from mosgym.learner.schedule import (
+    SkillSampler,
+    check_mixture,
+    check_train_config,
+    child_seed,
+    draw_probe_plan,
+    generator_state,
+    get_torch_rng,
+    lr_factor,
+    restore_generator,
+    seeded_torch_state,
+    set_torch_rng,
+    to_cpu,
+)
+
+logger = logging.getLogger(__name__)
+
+TRAIN, PROBE = 0, 1
+"""Split codes of probe examples (part of the init-NLL cache key)."""
+
+
+class HFLearner:
+    """The Learner protocol on a real transformers model (see mosgym.learner.base)."""
+
+    def __init__(
+        self, skills: list[Skill], loaded: LoadedModel, train: TrainConfig, seed: int = 0
+    ) -> None:
+        check_train_config(train, [len(x.probe) for x in skills])
+        self.cfg = train
+        self.skills = skills
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.pad_id = int(loaded.tokenizer.pad_token_id)
+        self.skill_names = [s.name for s in skills]
+        self.train_sizes = np.array([len(s.train) for s in skills], dtype=np.int64)
+        self._data = {
+            TRAIN: PackedSplit([s.train for s in skills]),
+            PROBE: PackedSplit([s.probe for s in skills]),
+        }
+        self._dev = PackedSplit([s.dev for s in skills])
+        self._dev_order = np.argsort(self._dev.lengths, kind="stable")
+        self._init_state = {k: v.detach().to("cpu", copy=True) for k, v in _weights(self.model)}
+        self._init_cache: dict[tuple[int, int], tuple[float, float]] = {}
+        self.reset(seed)
+
+    # ----------------------------------------------------------------------------------------
+    # Episode state
+
+    def reset(self, seed: int) -> None:
+        """Initial weights, a fresh optimizer, step 0, and every RNG stream reseeded."""
+        self.seed = seed
+        with torch.no_grad():
+            self.model.load_state_dict(self._init_state)
+        self.optimizer = self._make_optimizer()
+        self.step = 0
+        n = len(self.skills)
+        self.consumed = np.zeros(n, dtype=np.int64)
+        self.tokens_seen = np.zeros(n, dtype=np.int64)
+        self._sampler = SkillSampler(self.train_sizes, child_seed(seed, 0))
+        self._mix_rng = np.random.default_rng(child_seed(seed, 1))
+        self._probe_rng = np.random.default_rng(child_seed(seed, 2))
+        self._aux_rng = np.random.default_rng(child_seed(seed, 3))
+        self._torch_train = seeded_torch_state(self.device, child_seed(seed, 4))
+        self._torch_aux = seeded_torch_state(self.device, child_seed(seed, 5))
+        self._plan = self._draw_probe_plan()
+        self._probe_round = np.zeros(n, dtype=np.int64)
+        self._at_init = True
+        self.model.train()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW; like transformers' Trainer, no weight decay on biases and norm weights."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.cfg.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(groups, lr=self.cfg.lr, fused=fused or None)
+
+    def _draw_probe_plan(self) -> list[np.ndarray]:
+        """The whole episode's probe examples: one round per scorer interval, plus step 0."""
+        rounds = math.ceil(self.cfg.total_steps / self.cfg.interval) + 1
+        sizes = [len(s.train if self._source == TRAIN else s.probe) for s in self.skills]
+        if self._source == PROBE:  # the fixed held-out split: its first probe_size examples
+            return [np.tile(np.arange(min(self.cfg.probe_size, n)), (rounds, 1)) for n in sizes]
+        return draw_probe_plan(self._probe_rng, sizes, self.cfg.probe_size, rounds)
+
+    @property
+    def _source(self) -> int:
+        return TRAIN if self.cfg.probe_source == "train" else PROBE
+
+    # ----------------------------------------------------------------------------------------
+    # Training
+
+    def train(self, mixture: np.ndarray, n_steps: int) -> TrainStats:
+        """`n_steps` AdamW steps on batches drawn from `mixture`; one host sync at the end."""
+        p = check_mixture(mixture, self.skill_names)
+        if n_steps < 0:
+            raise MosgymError(f"train: n_steps must be >= 0, got {n_steps}")
+        if self.step + n_steps > self.cfg.total_steps:
+            logger.warning("training past train.total_steps: the learning rate is 0 there")
+        batch = self.cfg.batch_size
+        skills = np.zeros((n_steps, batch), dtype=np.int64)
+        index = np.zeros((n_steps, batch), dtype=np.int64)
+        order = np.zeros((n_steps, batch), dtype=np.int64)
+        sums = torch.zeros((n_steps, batch), dtype=torch.float32, device=self.device)
+        self.model.train()
+        with self._rng_stream("_torch_train"):
+            for t in range(n_steps):
+                skills[t], index[t] = self._draw_batch(p)
+                order[t] = self._micro_batch_order(index[t])
+                sums[t] = self._train_step(index[t][order[t]])
+        self._at_init = self._at_init and n_steps == 0
+        in_order = sums.cpu().numpy().astype(np.float64)  # the one host sync of this call
+        per_example = np.zeros_like(in_order)
+        np.put_along_axis(per_example, order, in_order, axis=1)
+        return self._train_stats(skills, index, per_example)
+
+    def _draw_batch(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(skill, global example index) of each of batch_size examples."""
+        size = self.cfg.batch_size
+        if self.cfg.sampling == "per_example":
+            skills = self._mix_rng.choice(len(p), size=size, p=p)
+        else:
+            skills = np.full(size, self._mix_rng.choice(len(p), p=p))
+        index = np.zeros(size, dtype=np.int64)
+        for s in np.unique(skills):
+            where = np.flatnonzero(skills == s)
+            index[where] = self._data[TRAIN].starts[s] + self._sampler.draw(int(s), len(where))
+        return skills, index
+
+    def _micro_batch_order(self, index: np.ndarray) -> np.ndarray:
+        """Batch positions in micro-batch order: by length when group_by_length, so each
+        micro-batch pads little (the drawn examples never change)."""
+        if self.cfg.group_by_length and self.cfg.grad_accum > 1:
+            return np.argsort(self._data[TRAIN].lengths[index], kind="stable")
+        return np.arange(len(index))
+
+    def _train_step(self, index: np.ndarray) -> torch.Tensor:
+        """One optimizer step over `index` split into grad_accum consecutive micro-batches;
+        returns each example's response NLL sum (on the device, in `index` order)."""
+        data = self._data[TRAIN]
+        total = max(int(data.n_response[index].sum()), 1)
+        parts = []
+        for chunk in np.array_split(index, self.cfg.grad_accum):
+            ex_sum, _ = response_nll(self.model, data.batch(chunk, self.pad_id, self.device))
+            # Normalised by the whole batch's response tokens: accumulation-invariant loss.
+            (ex_sum.sum() / total).backward()
+            parts.append(ex_sum.detach())
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        lr = self.cfg.lr * lr_factor(self.step, self.cfg.total_steps, self.cfg.warmup_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return torch.cat(parts).float()
+
+    def _train_stats(self, skills: np.ndarray, index: np.ndarray, sums: np.ndarray) -> TrainStats:
+        n = len(self.skills)
+        resp = self._data[TRAIN].n_response[index]
+        examples = np.bincount(skills.ravel(), minlength=n).astype(np.int64)
+        tokens = np.bincount(skills.ravel(), weights=resp.ravel(), minlength=n).astype(np.int64)
+        per_example = sums / np.maximum(resp, 1)
+        loss_sum = np.bincount(skills.ravel(), weights=per_example.ravel(), minlength=n)
+        step_losses = sums.sum(axis=1) / np.maximum(resp.sum(axis=1), 1)
+        self.consumed += examples
+        self.tokens_seen += tokens
+        return TrainStats(examples, tokens, loss_sum, step_losses)
+
+    # ----------------------------------------------------------------------------------------
+    # Probes (rewards)
+
+    def probe(self, skill: int, n: int) -> ProbeResult:
+        """Per-example NLL (current and initial model) and embeddings of n probe examples."""
+        self._check_skill(skill)
+        if n < 1:
+            raise MosgymError(f"probe: n must be >= 1, got {n}")
+        code, local = self._probe_indices(skill, n)
+        index = self._data[code].starts[skill] + local
+        cur = self._probe_numbers(code, index)
+        init_nll, init_seq = self._initial_nll(code, index)
+        keep = np.isfinite(cur["nll"]) & np.isfinite(cur["seq_nll"]) & np.isfinite(init_nll)
+        keep &= np.isfinite(init_seq) & np.isfinite(cur["embeddings"]).all(axis=1)
+        split = self.skills[skill].train if code == TRAIN else self.skills[skill].probe
+        return ProbeResult(
+            ids=[split.ids[i] for i in local[keep]],
+            nll=cur["nll"][keep],
+            init_nll=init_nll[keep],
+            seq_nll=cur["seq_nll"][keep],
+            init_seq_nll=init_seq[keep],
+            embeddings=cur["embeddings"][keep].astype(np.float32),
+            n_skipped=int((~keep).sum()),
+        )
+
+    def _probe_indices(self, skill: int, n: int) -> tuple[int, np.ndarray]:
+        """The planned examples of this skill's next round, or a fresh draw when off-plan."""
+        code = self._source
+        r = int(self._probe_round[skill])
+        self._probe_round[skill] += 1
+        plan = self._plan[skill]
+        if r < len(plan) and n == self.cfg.probe_size:
+            return code, plan[r]
+        size = len(self.skills[skill].train if code == TRAIN else self.skills[skill].probe)
+        if code == PROBE:
+            return code, np.arange(min(n, size))
+        return code, self._probe_rng.choice(size, size=min(n, size), replace=False)
+
+    def _probe_numbers(self, code: int, index: np.ndarray) -> dict[str, np.ndarray]:
+        """probe_forward over `index` in eval mode, batched by eval_batch_size."""
+        outs = []
+        with self._eval_mode(), torch.inference_mode():
+            for chunk in self._chunks(index):
+                outs.append(probe_forward(self.model, self._data[code].batch(chunk, *self._pad)))
+            return {
+                k: torch.cat([getattr(o, k) for o in outs]).float().cpu().numpy().astype(np.float64)
+                for k in ("nll", "seq_nll", "embeddings")
+            }
+
+    def _initial_nll(self, code: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Initial-model (response, sequence) NLL of `index`, filling the cache on a miss with
+        the whole episode's probe plan at once."""
+        if any((code, int(i)) not in self._init_cache for i in index):
+            starts = self._data[code].starts
+            planned = [(starts[s] + p).ravel() for s, p in enumerate(self._plan)]
+            rows = np.union1d(index, np.concatenate(planned))
+            missing = np.array([i for i in rows if (code, int(i)) not in self._init_cache])
+            with self._initial_weights():
+                got = self._probe_numbers(code, missing.astype(np.int64))
+            for i, a, b in zip(missing, got["nll"], got["seq_nll"], strict=True):
+                self._init_cache[(code, int(i))] = (float(a), float(b))
+        values = np.array([self._init_cache[(code, int(i))] for i in index]).reshape(-1, 2)
+        return values[:, 0], values[:, 1]
+
+    @contextlib.contextmanager
+    def _initial_weights(self) -> Iterator[None]:
+        """Temporarily load the initial weights (from the CPU copy), then restore the current."""
+        if self._at_init:
+            yield
+            return
+        current = {k: v.detach().to("cpu", copy=True) for k, v in _weights(self.model)}
+        with torch.no_grad():
+            self.model.load_state_dict(self._init_state)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.model.load_state_dict(current)
+
+    # ----------------------------------------------------------------------------------------
+    # Evaluation and the learned baselines' signals
+
+    def dev_loss(self) -> np.ndarray:
+        """(N,) mean over dev examples of their mean response NLL (length-sorted batches)."""
+        index = self._dev_order
+        sums = []
+        with self._eval_mode(), torch.inference_mode():
+            for chunk in self._chunks(index):
+                sums.append(response_nll(self.model, self._dev.batch(chunk, *self._pad))[0])
+        total = torch.cat(sums).cpu().numpy().astype(np.float64) if sums else np.zeros(0)
+        resp = self._dev.n_response[index]
+        ok = resp > 0
+        n = len(self.skills)
+        skill = self._dev.skill[index][ok]
+        count = np.bincount(skill, minlength=n)
+        loss = np.bincount(skill, weights=total[ok] / resp[ok], minlength=n)
+        with np.errstate(invalid="ignore"):
+            return np.where(count > 0, loss / np.maximum(count, 1), np.nan)
+
+    def evaluate(self, generate: bool = True) -> EvalResult:
+        """Dev loss, and greedy-decoding exact match on the first n_eval_generate dev examples
+        of each exact-match skill (NaN for the others)."""
+        accuracy = np.full(len(self.skills), np.nan)
+        if generate:
+            for s, skill in enumerate(self.skills):
+                if skill.exact_match and len(skill.dev):
+                    accuracy[s] = self._accuracy(s)
+        return EvalResult(dev_loss=self.dev_loss(), accuracy=accuracy)
+
+    def _accuracy(self, skill: int) -> float:
+        """Share of dev examples whose greedy answer (up to eos) equals the reference."""
+        dev = self.skills[skill].dev
+        local = np.arange(min(self.cfg.n_eval_generate, len(dev)))
+        correct = 0
+        with self._eval_mode(), torch.inference_mode():
+            for chunk in self._chunks(local):
+                ids, mask = self._dev.prompt_batch(self._dev.starts[skill] + chunk, *self._pad)
+                answers = greedy_answers(self.loaded, ids, mask, self.cfg.eval_max_new_tokens)
+                refs = [dev.references[i] for i in chunk]
+                correct += sum(a.strip() == r.strip() for a, r in zip(answers, refs, strict=True))
+        return correct / len(local)
+
+    def gradient_alignment(self, n: int, target: int | None = None) -> np.ndarray:
+        """(N,) MultiDDS: cosine between each skill's mean-loss gradient on n training examples
+        (drawn from a separate RNG) and the dev gradient: the mean over the selected skills of
+        their mean-loss gradient on their first n dev examples. Eval mode (no dropout); the
+        optimizer and the training RNG streams are untouched; gradients are cleared after."""
+        if n < 1:
+            raise MosgymError(f"gradient_alignment: n must be >= 1, got {n}")
+        targets = range(len(self.skills)) if target is None else [self._check_skill(target)]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        out = np.zeros(len(self.skills))
+        with self._eval_mode():
+            try:
+                self.optimizer.zero_grad(set_to_none=True)
+                for s in targets:
+                    rows = self._dev.starts[s] + np.arange(min(n, len(self.skills[s].dev)))
+                    loss_backward(
+                        self.model, self._dev, self._chunks(rows), self._pad, len(targets)
+                    )
+                dev = flat_grad(params)
+                for s in range(len(self.skills)):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    local = self._aux_rng.choice(
+                        self.train_sizes[s], min(n, self.train_sizes[s]), replace=False
+                    )
+                    rows = self._data[TRAIN].starts[s] + local
+                    loss_backward(self.model, self._data[TRAIN], self._chunks(rows), self._pad, 1)
+                    out[s] = float(
+                        torch.nn.functional.cosine_similarity(flat_grad(params), dev, dim=0)
+                    )
+            finally:
+                self.optimizer.zero_grad(set_to_none=True)
+        return out
+
+    def uncertainty(self, n: int, samples: int) -> np.ndarray:
+        """(N,) MultiUAT: mean predictive entropy over the response tokens of the first n dev
+        examples, averaged over `samples` passes. With samples > 1 the passes run in train mode
+        (MC dropout, own RNG stream); with dropout 0 or samples == 1 this is the deterministic
+        predictive entropy."""
+        if n < 1 or samples < 1:
+            raise MosgymError(f"uncertainty: n and samples must be >= 1, got {n}, {samples}")
+        out = np.zeros(len(self.skills))
+        with self._eval_mode(dropout=samples > 1), self._rng_stream("_torch_aux"):
+            with torch.inference_mode():
+                for s in range(len(self.skills)):
+                    rows = self._dev.starts[s] + np.arange(min(n, len(self.skills[s].dev)))
+                    chunks = self._chunks(rows)
+                    passes = [
+                        mean_entropy(self.model, self._dev, chunks, self._pad)
+                        for _ in range(samples)
+                    ]
+                    out[s] = float(torch.stack(passes).double().mean())
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpointing
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that determines future numbers, as CPU tensors, arrays and plain data."""
+        keys = list(self._init_cache)
+        return {
+            "skill_names": list(self.skill_names),
+            "seed": self.seed,
+            "model": {k: v.detach().to("cpu", copy=True) for k, v in _weights(self.model)},
+            "optimizer": to_cpu(self.optimizer.state_dict()),
+            "step": self.step,
+            "consumed": self.consumed.copy(),
+            "tokens_seen": self.tokens_seen.copy(),
+            "sampler": self._sampler.state_dict(),
+            "rngs": {k: generator_state(getattr(self, k)) for k in _NP_RNGS},
+            "torch_rngs": {k: getattr(self, k).clone() for k in _TORCH_RNGS},
+            "plan": [p.copy() for p in self._plan],
+            "probe_round": self._probe_round.copy(),
+            "at_init": self._at_init,
+            "init_cache_keys": np.array(keys, dtype=np.int64).reshape(-1, 2),
+            "init_cache_values": np.array([self._init_cache[k] for k in keys]).reshape(-1, 2),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict`; refuses one taken with other skills."""
+        if list(state["skill_names"]) != self.skill_names:
+            raise MosgymError(
+                f"learner state is for skills {state['skill_names']}, not {self.skill_names}; "
+                "resume with the same env config"
+            )
+        self.seed = state["seed"]
+        with torch.no_grad():
+            self.model.load_state_dict(state["model"])
+        self.optimizer = self._make_optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.consumed = np.asarray(state["consumed"], dtype=np.int64).copy()
+        self.tokens_seen = np.asarray(state["tokens_seen"], dtype=np.int64).copy()
+        self._sampler.load_state_dict(state["sampler"])
+        for k in _NP_RNGS:
+            setattr(self, k, restore_generator(state["rngs"][k]))
+        for k in _TORCH_RNGS:
+            setattr(self, k, state["torch_rngs"][k].clone())
+        self._plan = [np.asarray(p, dtype=np.int64).copy() for p in state["plan"]]
+        self._probe_round = np.asarray(state["probe_round"], dtype=np.int64).copy()
+        self._at_init = bool(state["at_init"])
+        for key, value in zip(state["init_cache_keys"], state["init_cache_values"], strict=True):
+            self._init_cache[(int(key[0]), int(key[1]))] = (float(value[0]), float(value[1]))
+        self.model.train()
+
+    # ----------------------------------------------------------------------------------------
+    # Helpers
+
+    @property
+    def _pad(self) -> tuple[int, torch.device]:
+        return self.pad_id, self.device
+
+    def _chunks(self, index: np.ndarray) -> list[np.ndarray]:
+        size = self.cfg.eval_batch_size
+        return [index[i : i + size] for i in range(0, len(index), size)]
+
+    def _check_skill(self, skill: int) -> int:
+        if not 0 <= skill < len(self.skills):
+            raise MosgymError(f"skill index {skill} out of range 0..{len(self.skills) - 1}")
+        return skill
+
+    @contextlib.contextmanager
+    def _eval_mode(self, dropout: bool = False) -> Iterator[None]:
+        """Eval mode (or train mode for MC dropout) for the block; training mode restored."""
+        was = self.model.training
+        self.model.train(dropout)
+        try:
+            yield
+        finally:
+            self.model.train(was)
+
+    @contextlib.contextmanager
+    def _rng_stream(self, name: str) -> Iterator[None]:
+        """Run the block on the learner's own torch RNG stream `name` (dropout), leaving the
+        global RNG as it was."""
+        saved = get_torch_rng(self.device)
+        set_torch_rng(self.device, getattr(self, name))
+        try:
+            yield
+        finally:
+            setattr(self, name, get_torch_rng(self.device))
+            set_torch_rng(self.device, saved)
+
+
+_NP_RNGS = ("_mix_rng", "_probe_rng", "_aux_rng")
+_TORCH_RNGS = ("_torch_train", "_torch_aux")
+
+
+def _weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    return iter(model.state_dict().items())

@@ -1,0 +1,226 @@
+"""`python -m mosgym.run`: run a data-scheduling agent on a MixtureOfSkills env, log to MLflow.
+
+With no arguments: the embedded default (a tiny Llama fine-tuned on the built-in skills, the
+MoS COSSIM+EMA scorer), offline, a few minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mosgym.errors import MosgymError
+
+log = logging.getLogger("mosgym.run")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENV = "skills-tiny"
+DEFAULT_AGENT = "mos-cossim-ema"
+# Used when the configs folder is not at hand (package installed elsewhere): the same settings
+# as envs/skills-tiny.yaml and agents/mos-cossim-ema.yaml.
+EMBEDDED_AGENT: dict[str, Any] = {
+    "name": "mos-cossim-ema",
+    "kind": "mos",
+    "reward": {"type": "cossim", "ema": True},
+}
+
+
+def config_dirs(kind: str) -> list[Path]:
+    """Where configs of `kind` ('envs' or 'agents') are looked up: ./kind, then the repo's."""
+    dirs = [Path.cwd() / kind, REPO_ROOT / kind]
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in dirs[:i]]
+
+
+def list_configs(kind: str) -> list[str]:
+    names: dict[str, None] = {}
+    for d in config_dirs(kind):
+        for p in sorted(d.glob("*.yaml")):
+            names.setdefault(p.stem, None)
+    return list(names)
+
+
+def find_config(kind: str, name_or_path: str) -> Path:
+    """A config by path, or by name in ./envs, ./agents (or the repo's)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for d in config_dirs(kind):
+        for cand in (d / name_or_path, d / f"{name_or_path}.yaml"):
+            if cand.is_file():
+                return cand
+    known = ", ".join(list_configs(kind)) or "none found"
+    raise MosgymError(f"--{kind[:-1]} {name_or_path}: no such config file (known: {known})")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'3' -> [3]; '0-4' -> [0..4]; '0,2,7' -> [0, 2, 7]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            if sep:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                seeds.extend(range(a, b + 1))
+            else:
+                seeds.append(int(lo))
+    except ValueError:
+        raise MosgymError(
+            f"--seeds {text!r}: expected a seed, a range like 0-4, or a list like 0,2,7"
+        ) from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise MosgymError(f"--seeds {text!r}: seeds must be distinct non-negative integers")
+    return seeds
+
+
+def _split_overrides(sets: list[str]) -> tuple[list[str], list[str]]:
+    """--set keys starting with 'agent.' go to the agent config, others ('env.' optional) to the
+    env config."""
+    env, agent = [], []
+    for s in sets:
+        if s.startswith("agent."):
+            agent.append(s[len("agent.") :])
+        else:
+            env.append(s[len("env.") :] if s.startswith("env.") else s)
+    return env, agent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    envs = ", ".join(list_configs("envs")) or "(none found)"
+    agents = ", ".join(list_configs("agents")) or "(none found)"
+    p = argparse.ArgumentParser(
+        prog="python -m mosgym.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"env configs: {envs}\nagent configs: {agents}\n\n"
+        "Examples:\n  python -m mosgym.run --agent static-temp --seeds 0-4\n"
+        "  python -m mosgym.run --env mos-demo-tiny --agent ppo --set train.total_steps=200",
+    )
+    p.add_argument("--env", default=None, help=f"env config name or path (default {DEFAULT_ENV})")
+    p.add_argument("--agent", default=None, help=f"agent config (default {DEFAULT_AGENT})")
+    p.add_argument("--seeds", default="0", help="seed, range or list: 0 | 0-4 | 0,3,7")
+    p.add_argument("--steps", type=int, default=None, help="total optimizer steps T")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.lr=3e-4, reward.type=diff, agent.params.lr=1e-3",
+    )
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: env name)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    return p
+
+
+@dataclass
+class RunRequest:
+    """A resolved command line: configs as plain data, seeds, MLflow experiment."""
+
+    env: dict[str, Any]
+    env_name: str
+    agent: dict[str, Any]
+    seeds: list[int]
+    experiment: str
+    progress: bool = True
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_request(args: argparse.Namespace) -> RunRequest:
+    """Turn CLI arguments into validated configs (all errors before any training)."""
+    from mosgym.agents import load_agent_config
+    from mosgym.config import load_env_config, to_dict
+
+    env_over, agent_over = _split_overrides(args.sets)
+    if args.steps is not None:
+        env_over.append(f"train.total_steps={args.steps}")
+    env_src: Any
+    if args.env is None and not config_dirs("envs"):
+        env_src = None
+    else:
+        env_src = find_config("envs", args.env or DEFAULT_ENV)
+    agent_src: Any
+    if args.agent is None and not config_dirs("agents"):
+        agent_src = EMBEDDED_AGENT
+    else:
+        agent_src = find_config("agents", args.agent or DEFAULT_AGENT)
+    agent_cfg = load_agent_config(agent_src, agent_over)
+    env_cfg = load_env_config(env_src, env_over)
+    if agent_cfg.reward is not None:  # the agent names the reward it learns from
+        env_cfg = load_env_config(env_cfg, reward=to_dict(agent_cfg.reward))
+    _choose_action_kind(env_cfg, agent_cfg, env_src, env_over)
+    from mosgym.envs.mixture_of_skills import check_budget
+
+    check_budget(env_cfg)
+    if not env_cfg.skills and env_cfg.learner == "hf":  # record the suite actually used
+        from mosgym.data import default_skill_configs
+
+        env_cfg.skills = default_skill_configs()
+    return RunRequest(
+        env=to_dict(env_cfg),
+        env_name=env_cfg.name,
+        agent=to_dict(agent_cfg),
+        seeds=parse_seeds(args.seeds),
+        experiment=args.experiment or env_cfg.name,
+        progress=not args.no_progress,
+    )
+
+
+def _choose_action_kind(env_cfg: Any, agent_cfg: Any, env_src: Any, env_over: list[str]) -> None:
+    """The env takes the agent's action kind unless the env config sets one explicitly; an
+    explicit mismatch is the user's to resolve."""
+    from mosgym.agents import check_compatible
+    from mosgym.config import read_yaml
+
+    explicit = any(o.startswith("action.kind=") for o in env_over)
+    if isinstance(env_src, Path):
+        explicit = explicit or "kind" in (read_yaml(env_src).get("action") or {})
+    if agent_cfg.action_kind in ("continuous", "discrete") and not explicit:
+        env_cfg.action.kind = agent_cfg.action_kind
+    check_compatible(agent_cfg, env_cfg.action.kind)
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM behaves like Ctrl-C: the run is saved and marked KILLED, then we exit."""
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    # MLflow logs its database set-up at INFO on stderr; our stderr is for one-line errors.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    if args.quiet:
+        logging.getLogger("mosgym").setLevel(logging.ERROR)
+    _install_signal_handlers()
+    try:
+        from mosgym.runner import run_request
+
+        results = run_request(resolve_request(args))
+    except MosgymError as e:
+        print(f"mosgym: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mosgym: interrupted; the MLflow run is marked KILLED", file=sys.stderr)
+        return 130
+    from mosgym.summary import print_summary
+
+    print_summary(results)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The end-of-run summary printed by `python -m mosgym.run`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def _fmt(values: list[float]) -> str:
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.3f}"
+    return f"{np.mean(vals):.3f}±{np.std(vals, ddof=1):.3f}"
+
+
+def mixture_path_rows(steps: list[int], mixture: list[np.ndarray], max_rows: int = 6) -> list[int]:
+    """Indices of a few evenly spread scheduler updates (rows 1.. of the episode log)."""
+    n = len(steps) - 1
+    if n <= max_rows:
+        return list(range(1, n + 1))
+    return sorted({int(round(x)) for x in np.linspace(1, n, max_rows)})
+
+
+def format_summary(results: list[Any]) -> str:
+    """Per-skill dev loss and accuracy (mean±sd over seeds), the mixture path, wall time, runs."""
+    first = results[0]
+    names = first.episode.skill_names
+    width = max(8, *(len(n) for n in names))
+    lines = [f"{'skill':<{width}}  {'dev loss (init -> final)':>26}  {'accuracy':>14}"]
+    for i, name in enumerate(names):
+        init = first.episode.dev_loss[0][i]
+        final = [r.episode.final_eval["dev_loss"][i] for r in results]
+        acc = [float(r.episode.final_eval["accuracy"][i]) for r in results]
+        lines.append(f"{name:<{width}}  {init:>10.3f} -> {_fmt(final):>13}  {_fmt(acc):>14}")
+    final_mean = [r.metrics["final/dev_loss_mean"] for r in results]
+    acc_mean = [r.metrics.get("final/accuracy_mean", math.nan) for r in results]
+    init_mean = float(np.mean(first.episode.dev_loss[0]))
+    lines.append(
+        f"{'mean':<{width}}  {init_mean:>10.3f} -> {_fmt(final_mean):>13}  {_fmt(acc_mean):>14}"
+    )
+    lines.append("")
+    lines.append(f"mixture path (seed {first.seed}; row = interval starting at that step):")
+    lines.append(f"{'step':>7}  " + " ".join(f"{n[:7]:>7}" for n in names))
+    ep = first.episode
+    for k in mixture_path_rows(ep.steps, ep.mixture):
+        row = " ".join(f"{p:>7.3f}" for p in ep.mixture[k])
+        lines.append(f"{ep.steps[k - 1]:>7}  {row}")
+    lines.append("")
+    walls = ", ".join(f"{r.wall_time_s:.1f}s" for r in results)
+    lines.append(f"wall time per seed: {walls}")
+    lines.append(f"MLflow experiment '{first.experiment}' at {first.tracking_uri}")
+    for r in results:
+        lines.append(f"  seed {r.seed}: run {r.run_id}")
+    ui = "mlflow ui" if first.tracking_uri.startswith("sqlite:///") else "open"
+    if ui == "mlflow ui":
+        lines.append(
+            f"browse: mlflow ui --backend-store-uri {first.tracking_uri}  (then http://127.0.0.1:5000)"
+        )
+    else:
+        lines.append(f"browse: {first.tracking_uri}")
+    return "\n".join(lines)
+
+
+def print_summary(results: list[Any]) -> None:
+    print(format_summary(results))  # the CLI's output, not library logging

@@ -1,0 +1,178 @@
+"""MLflow: the record of every run (params, per-step metrics, final metrics, artifacts).
+
+Metric names (a contract with mosgym.compare and mosgym.calibrate), with MLflow's `step` = the
+optimizer steps done: ``dev_loss/{skill}``, ``dev_loss_mean``, ``weight/{skill}``,
+``reward/{skill}``, ``reward``, ``train_loss``, ``examples/{skill}``, ``tokens/{skill}``; final:
+``final/dev_loss/{skill}``, ``final/accuracy/{skill}``, ``final/dev_loss_mean``,
+``final/dev_loss_worst``, ``final/accuracy_mean``, ``wall_time_s``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mosgym import plots
+from mosgym.episode import EpisodeLog
+from mosgym.errors import MosgymError
+
+log = logging.getLogger(__name__)
+
+# MLflow caps a param value at 6000 characters (older servers: 500); long lists are cut.
+_MAX_PARAM_LEN = 500
+
+
+def git_commit() -> str:
+    """The commit of the checkout mosgym runs from, or 'unknown'."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def check_tracking_server() -> str:
+    """Fail fast, before any training, when the tracking store cannot be reached."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        # Few retries: an unreachable server should be reported in seconds, not minutes.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:  # any failure here means we cannot record the run
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MosgymError(
+            f"MLflow tracking store {uri} is not reachable ({first[:200]}); start the server or "
+            "set MLFLOW_TRACKING_URI to a reachable one (unset it to use ./mlflow.db)"
+        ) from None
+    return uri
+
+
+def _param_value(v: Any) -> str:
+    s = "null" if v is None else str(v)
+    return s if len(s) <= _MAX_PARAM_LEN else s[: _MAX_PARAM_LEN - 3] + "..."
+
+
+def log_params(flat: dict[str, Any]) -> None:
+    import mlflow
+
+    items = [(k, _param_value(v)) for k, v in flat.items()]
+    for i in range(0, len(items), 100):  # MLflow's batch limit is 100 params
+        mlflow.log_params(dict(items[i : i + 100]))
+
+
+def step_metrics(ep: EpisodeLog) -> dict[str, float]:
+    """Metrics of the latest recorded env step (row -1 of the episode log)."""
+    names = ep.skill_names
+    dev, mix, rew = ep.dev_loss[-1], ep.mixture[-1], ep.skill_rewards[-1]
+    m: dict[str, float] = {"dev_loss_mean": float(np.mean(dev))}
+    for i, name in enumerate(names):
+        m[f"dev_loss/{name}"] = float(dev[i])
+        m[f"weight/{name}"] = float(mix[i])
+        m[f"examples/{name}"] = float(ep.examples[-1][i])
+        m[f"tokens/{name}"] = float(ep.tokens[-1][i])
+        if math.isfinite(rew[i]):
+            m[f"reward/{name}"] = float(rew[i])
+    if math.isfinite(ep.reward[-1]):
+        m["reward"] = ep.reward[-1]
+    if math.isfinite(ep.train_loss[-1]):
+        m["train_loss"] = ep.train_loss[-1]
+    return m
+
+
+def final_metrics(ep: EpisodeLog, wall_time_s: float) -> dict[str, float]:
+    """End-of-run metrics: per-skill and mean dev loss and accuracy, wall time."""
+    assert ep.final_eval is not None
+    dev, acc = ep.final_eval["dev_loss"], ep.final_eval["accuracy"]
+    m: dict[str, float] = {
+        "final/dev_loss_mean": float(np.mean(dev)),
+        "final/dev_loss_worst": float(np.max(dev)),
+        "wall_time_s": float(wall_time_s),
+        "probe_skipped": float(ep.probe_skipped),
+    }
+    for i, name in enumerate(ep.skill_names):
+        m[f"final/dev_loss/{name}"] = float(dev[i])
+        if math.isfinite(acc[i]):
+            m[f"final/accuracy/{name}"] = float(acc[i])
+    if np.isfinite(acc).any():
+        m["final/accuracy_mean"] = float(np.nanmean(acc))
+    return m
+
+
+def prob_log_csv(ep: EpisodeLog) -> str:
+    """The mixture path, one row per scheduler update (like the authors' prob_log)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["step", *ep.skill_names])
+    # Row k > 0 holds the mixture used during the interval that ended at steps[k]; write it
+    # against the step where that interval started, which is when the decision was made.
+    for start, mix in zip(ep.steps[:-1], ep.mixture[1:], strict=True):
+        w.writerow([start, *(f"{p:.6f}" for p in mix)])
+    return buf.getvalue()
+
+
+def log_episode_artifacts(ep: EpisodeLog, config: dict[str, Any], title: str) -> None:
+    """Resolved config, probability log and plots, as artifacts of the active run."""
+    import mlflow
+
+    mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+    mlflow.log_text(prob_log_csv(ep), "prob_log.csv")
+    if len(ep.steps) > 1:
+        fig = plots.mixture_figure(ep.steps[:-1], np.array(ep.mixture[1:]), ep.skill_names, title)
+        mlflow.log_figure(fig, "plots/mixture.png")
+        plots.close(fig)
+    fig = plots.dev_loss_figure(ep.steps, np.array(ep.dev_loss), ep.skill_names, title)
+    mlflow.log_figure(fig, "plots/dev_loss.png")
+    plots.close(fig)
+
+
+class MlflowStepLogger:
+    """The per-env-step callback: logs the newest row of the episode log to the active run."""
+
+    def __init__(self, run_id: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.run_id = run_id
+        self.client = MlflowClient()
+
+    def __call__(self, ep: EpisodeLog) -> None:
+        metrics = _metric_entities(step_metrics(ep), step=ep.steps[-1])
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+
+def _metric_entities(metrics: dict[str, float], step: int) -> list[Any]:
+    import time
+
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    return [Metric(k, v, ts, step) for k, v in metrics.items()]
+
+
+def log_sb3_metrics(run_id: str, values: dict[str, float], step: int) -> None:
+    """Stable-Baselines3's own logger routed into the run (keys arrive prefixed 'sb3/')."""
+    from mlflow.tracking import MlflowClient
+
+    metrics = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
+    if metrics:
+        MlflowClient().log_batch(run_id, metrics=_metric_entities(metrics, step=step))

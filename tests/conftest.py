@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny env configs that run in seconds on 2 CPU cores, isolated MLflow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DIR = REPO.parent / "shared" / "data" / "mos-demo"
+
+# A smaller model and budget than the embedded default: the same code paths in seconds.
+FAST_ENV = [
+    "model.hidden_size=32",
+    "model.num_layers=1",
+    "model.num_heads=2",
+    "model.intermediate_size=64",
+    "train.total_steps=6",
+    "train.interval=2",
+    "train.batch_size=4",
+    "train.probe_size=4",
+    "train.eval_batch_size=16",
+    "train.n_eval_generate=4",
+    "train.eval_max_new_tokens=8",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own MLflow store and tokenization cache; no run is left active."""
+    base = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{base}/mlflow.db")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    yield
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)  # forget a URI a test set; monkeypatch restores the env var
+
+
+@pytest.fixture
+def fast_env_overrides() -> list[str]:
+    return list(FAST_ENV)
