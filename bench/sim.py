@@ -4,11 +4,13 @@
     python bench/sim.py --ppo 100000             # plus PPO for 100k timesteps (minutes)
     python bench/sim.py --config envs/sim-skills-tiny.yaml --reward diff --n-envs 256
 
-Figures (env steps per second; one env step = S optimizer steps of the simulated learner):
+Figures (env steps per CPU-second of this process, so a busy shared machine does not skew
+them; one env step = S optimizer steps of the simulated learner):
 - learner: SimLearner through the Learner API alone (train + one probe per skill + dev loss
   + the reward computation of mosgym.rewards), what any env step on it must at least cost;
 - env: mosgym/MoSSim-v0 (MixtureOfSkillsEnv + SimLearner), random actions;
-- batch: BatchSim with M runs stepped together (vectorised numpy), per run-step;
+- batch: BatchSim with M runs stepped together (vectorised numpy), per run-step (M=1: the
+  batched form as a single env);
 - ppo: SB3 PPO("MlpPolicy") wall time for N timesteps on the single env (DummyVecEnv) and on
   SimVecEnv (8 runs in one process), torch limited to --threads threads.
 """
@@ -26,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def rate(fn: Callable[[], int], seconds: float) -> float:
-    """Env steps per second of `fn` (which returns how many env steps it took), over ~seconds."""
+    """Env steps per CPU-second of `fn` (which returns how many env steps it took), ~seconds."""
     fn()  # warm-up
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    done, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
         done += fn()
-    return done / (time.perf_counter() - start)
+    return done / (time.process_time() - start)
 
 
 def bench_learner(config: str, reward: str, seconds: float) -> float:
@@ -129,14 +131,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "envs" / "sim-skills-tiny.yaml"))
     p.add_argument("--reward", default="cossim")
-    p.add_argument("--n-envs", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--n-envs", type=int, nargs="+", default=[1, 64, 256])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--ppo", type=int, default=0, help="PPO timesteps (0: skip)")
     p.add_argument(
         "--threads", type=int, default=1, help="torch threads for PPO (1 is fastest for a tiny MLP)"
     )
     a = p.parse_args()
-    print(f"config {a.config}, reward {a.reward}", flush=True)
+    print(f"config {a.config}, reward {a.reward}; env steps per CPU-second", flush=True)
     print(f"learner API only     {bench_learner(a.config, a.reward, a.seconds):>10,.0f} steps/s")
     print(f"MoSSim-v0 env        {bench_env(a.config, a.reward, a.seconds):>10,.0f} steps/s")
     for m in a.n_envs:

@@ -83,7 +83,8 @@ class ModelConfig:
     device: str = "auto"
     """'auto' (CUDA if present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."""
     dtype: str = "auto"
-    """'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16' or 'float16'."""
+    """'auto' (bf16 mixed precision on CUDA: fp32 weights, bf16 compute; fp32 on CPU),
+    'bf16-mixed', 'float32', 'bfloat16' (bf16 weights: half the memory) or 'float16'."""
     attn_implementation: str = "auto"
     """'auto' (SDPA), 'sdpa', 'eager' or 'flash_attention_2'."""
     gradient_checkpointing: bool = False
@@ -139,7 +140,8 @@ class RewardConfig:
 
     type: str = "cossim"
     """'cossim', 'diff' (the paper); 'multidds', 'multiuat' (the paper's learned baselines);
-    'train_loss' (Online Data Mixing), 'learning_progress', 'excess_loss'."""
+    'train_loss' (Online Data Mixing), 'learning_progress', 'excess_loss'; 'none' (zeros: for
+    agents that ignore rewards, so no probe is computed)."""
     ema: bool = False
     """Smooth rewards over updates with an EMA (the paper's +EMA variants)."""
     ema_beta: float = 0.9

@@ -30,8 +30,10 @@ REWARD_TYPES = (
     "train_loss",
     "learning_progress",
     "excess_loss",
+    "none",
 )
-"""Every reward type `RewardConfig.type` accepts."""
+"""Every reward type `RewardConfig.type` accepts ('none': zeros, for agents that do not learn
+from rewards, so static baselines pay for no probes)."""
 PROBE_TYPES = ("cossim", "diff")
 """Reward types computed from `Learner.probe` results."""
 TARGET_TYPES = ("cossim", "diff", "multidds")
@@ -288,6 +290,8 @@ class RewardComputer:
     ) -> tuple[np.ndarray, int]:
         """(N,) rewards of the configured type before MoSpec/fallback/EMA, and probes skipped."""
         kind = self.cfg.type
+        if kind == "none":
+            return np.zeros(len(self.skill_names)), 0
         if kind in PROBE_TYPES:
             return self._probe_rewards(learner)
         if kind == "multidds":

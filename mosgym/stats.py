@@ -74,7 +74,10 @@ def stratified_bootstrap_ci(
         return Interval(np.nan, np.nan, True)
     idx = _resample_indices(np.random.default_rng(seed), runs, tasks, n_boot)
     resampled = a[idx, np.arange(tasks)]  # (n_boot, runs, tasks)
-    samples = np.array([statistic(r) for r in resampled])
+    if statistic is iqm:  # one vectorised trimmed mean instead of n_boot Python calls
+        samples = trim_mean(resampled.reshape(n_boot, -1), 0.25, axis=1)
+    else:
+        samples = np.array([statistic(r) for r in resampled])
     return _percentile_interval(samples, alpha)
 
 

@@ -446,3 +446,26 @@ def test_gradient_checkpointing_gives_the_same_training() -> None:
     plain = make_learner().train(UNIFORM, 2).step_losses
     model = ModelConfig(**{**TINY.__dict__, "gradient_checkpointing": True})
     np.testing.assert_allclose(make_learner(model=model).train(UNIFORM, 2).step_losses, plain)
+
+
+def test_length_grouping_keeps_the_loss_sequence() -> None:
+    """The padding optimisation (length-grouped micro-batches) must not change results."""
+    grouped = make_learner(batch_size=16, grad_accum=4, group_by_length=True)
+    plain = make_learner(batch_size=16, grad_accum=4, group_by_length=False)
+    a = [grouped.train(UNIFORM, 1).step_losses[0] for _ in range(6)]
+    b = [plain.train(UNIFORM, 1).step_losses[0] for _ in range(6)]
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_bf16_mixed_precision_keeps_fp32_weights_and_small_updates() -> None:
+    """bf16-mixed (the CUDA default) computes in bf16 but updates fp32 weights, so an lr-1e-5
+    step is not lost to bf16 rounding; losses stay close to fp32."""
+    mixed = make_learner(model=ModelConfig(**{**TINY.__dict__, "dtype": "bf16-mixed"}), lr=1e-5)
+    full = make_learner(lr=1e-5)
+    assert mixed.loaded.autocast_dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
+    before = params(mixed)
+    lm, lf = mixed.train(UNIFORM, 2), full.train(UNIFORM, 2)
+    np.testing.assert_allclose(lm.step_losses, lf.step_losses, rtol=2e-2)
+    changed = sum(int((a != b).sum()) for a, b in zip(before, params(mixed), strict=True))
+    assert changed > 0.5 * sum(p.numel() for p in before)

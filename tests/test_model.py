@@ -52,8 +52,10 @@ def test_qwen2_architecture_and_unknown_arch() -> None:
 
 
 def test_cpu_defaults_and_bad_device_or_dtype() -> None:
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cpu")) == (torch.float32, None)
+    # CUDA: fp32 master weights, bf16 compute (bf16 weights would drop lr-1e-5 updates)
+    assert resolve_dtype("auto", torch.device("cuda")) == (torch.float32, torch.bfloat16)
+    assert resolve_dtype("bfloat16", torch.device("cuda")) == (torch.bfloat16, None)
     loaded = load_model(ModelConfig(**{**TINY.__dict__, "device": "cpu", "dtype": "bfloat16"}))
     assert loaded.dtype == torch.bfloat16
     assert all(p.dtype == torch.bfloat16 for p in loaded.model.parameters())

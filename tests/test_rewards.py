@@ -297,3 +297,11 @@ def test_error_lists_valid_values() -> None:
         computer(diff_scope="nope")
     with pytest.raises(MosgymError, match="a, b, c"):
         computer(target="nope")
+
+
+def test_none_reward_is_zero_and_costs_nothing() -> None:
+    learner = FakeLearner()  # any learner call would be recorded
+    result = computer(type="none", ema=True).compute(learner)
+    np.testing.assert_array_equal(result.raw, [0.0, 0.0, 0.0])
+    assert learner.calls == []
+    assert not computer(type="none").needs_probes

@@ -132,10 +132,24 @@ def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nll.view(b, t)
 
 
-def response_nll(model: PreTrainedModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-example sum of response-token NLL (B,), float32 logits) for training and dev loss."""
-    _, logits = forward_hidden(model, batch)
-    return token_nll(logits, batch.labels[:, 1:]).sum(dim=1), logits
+def response_nll(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """(B,) per-example sum of response-token NLL, for training and dev loss.
+
+    Only the positions that predict a response token go through the output layer: prompts and
+    padding never cost an lm_head projection or a (B, L, V) float32 logits tensor, which is
+    most of the memory of a long-prompt batch with a large vocabulary.
+    """
+    hidden = model.base_model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).last_hidden_state
+    targets = batch.labels[:, 1:]
+    rows, cols = torch.nonzero(targets != IGNORE_INDEX, as_tuple=True)
+    logits = model.get_output_embeddings()(hidden[rows, cols]).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    nll = F.cross_entropy(logits, targets[rows, cols], reduction="none")
+    return torch.zeros(len(targets), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)
 
 
 @dataclass
@@ -174,7 +188,7 @@ def loss_backward(
     divisor, one backward per chunk."""
     total = max(int(sum(data.n_response[c].sum() for c in chunks)), 1)
     for chunk in chunks:
-        ex_sum, _ = response_nll(model, data.batch(chunk, *pad))
+        ex_sum = response_nll(model, data.batch(chunk, *pad))
         (ex_sum.sum() / (total * divisor)).backward()
 
 

@@ -143,7 +143,7 @@ class HFLearner:
         order = np.zeros((n_steps, batch), dtype=np.int64)
         sums = torch.zeros((n_steps, batch), dtype=torch.float32, device=self.device)
         self.model.train()
-        with self._rng_stream("_torch_train"):
+        with self._rng_stream("_torch_train"), self.loaded.autocast():
             for t in range(n_steps):
                 skills[t], index[t] = self._draw_batch(p)
                 order[t] = self._micro_batch_order(index[t])
@@ -181,7 +181,7 @@ class HFLearner:
         total = max(int(data.n_response[index].sum()), 1)
         parts = []
         for chunk in np.array_split(index, self.cfg.grad_accum):
-            ex_sum, _ = response_nll(self.model, data.batch(chunk, self.pad_id, self.device))
+            ex_sum = response_nll(self.model, data.batch(chunk, self.pad_id, self.device))
             # Normalised by the whole batch's response tokens: accumulation-invariant loss.
             (ex_sum.sum() / total).backward()
             parts.append(ex_sum.detach())
@@ -248,7 +248,7 @@ class HFLearner:
     def _probe_numbers(self, code: int, index: np.ndarray) -> dict[str, np.ndarray]:
         """probe_forward over `index` in eval mode, batched by eval_batch_size."""
         outs = []
-        with self._eval_mode(), torch.inference_mode():
+        with self._eval_mode(), torch.inference_mode(), self.loaded.autocast():
             for chunk in self._chunks(index):
                 outs.append(probe_forward(self.model, self._data[code].batch(chunk, *self._pad)))
             return {
@@ -293,9 +293,9 @@ class HFLearner:
         """(N,) mean over dev examples of their mean response NLL (length-sorted batches)."""
         index = self._dev_order
         sums = []
-        with self._eval_mode(), torch.inference_mode():
+        with self._eval_mode(), torch.inference_mode(), self.loaded.autocast():
             for chunk in self._chunks(index):
-                sums.append(response_nll(self.model, self._dev.batch(chunk, *self._pad))[0])
+                sums.append(response_nll(self.model, self._dev.batch(chunk, *self._pad)))
         total = torch.cat(sums).cpu().numpy().astype(np.float64) if sums else np.zeros(0)
         resp = self._dev.n_response[index]
         ok = resp > 0
@@ -320,6 +320,8 @@ class HFLearner:
         """Share of dev examples whose greedy answer (up to eos) equals the reference."""
         dev = self.skills[skill].dev
         local = np.arange(min(self.cfg.n_eval_generate, len(dev)))
+        if len(local) == 0:  # n_eval_generate 0: decoding turned off
+            return math.nan
         correct = 0
         with self._eval_mode(), torch.inference_mode():
             for chunk in self._chunks(local):
@@ -339,7 +341,7 @@ class HFLearner:
         targets = range(len(self.skills)) if target is None else [self._check_skill(target)]
         params = [p for p in self.model.parameters() if p.requires_grad]
         out = np.zeros(len(self.skills))
-        with self._eval_mode():
+        with self._eval_mode(), self.loaded.autocast():
             try:
                 self.optimizer.zero_grad(set_to_none=True)
                 for s in targets:
@@ -371,7 +373,7 @@ class HFLearner:
             raise MosgymError(f"uncertainty: n and samples must be >= 1, got {n}, {samples}")
         out = np.zeros(len(self.skills))
         with self._eval_mode(dropout=samples > 1), self._rng_stream("_torch_aux"):
-            with torch.inference_mode():
+            with torch.inference_mode(), self.loaded.autocast():
                 for s in range(len(self.skills)):
                     rows = self._dev.starts[s] + np.arange(min(n, len(self.skills[s].dev)))
                     chunks = self._chunks(rows)

@@ -46,7 +46,18 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
+    """Dtype of the weights (and of the AdamW state)."""
     n_params: int
+    autocast_dtype: torch.dtype | None = None
+    """Compute dtype of forward passes under torch.autocast (mixed precision), or None."""
+
+    def autocast(self) -> torch.autocast:
+        """The mixed-precision context for forward passes (a no-op when not mixed)."""
+        return torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,13 +75,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto' -> bf16 on CUDA, fp32 elsewhere (CPU bf16 kernels are slow and imprecise)."""
+def resolve_dtype(name: str, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
+    """(weight dtype, autocast dtype or None).
+
+    'auto' is bf16 mixed precision on CUDA (fp32 weights and AdamW state, bf16 forward and
+    backward: the paper's bf16 training, and what transformers' Trainer does with bf16=True;
+    pure bf16 weights would silently drop updates of lr 1e-5), fp32 elsewhere (CPU bf16 kernels
+    are slow and imprecise). 'bf16-mixed' asks for the same explicitly; 'bfloat16' keeps the
+    weights themselves in bf16 (half the memory, for models that do not fit otherwise).
+    """
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        name = "bf16-mixed" if device.type == "cuda" else "float32"
+    if name == "bf16-mixed":
+        return torch.float32, torch.bfloat16
     if name not in _DTYPES:
-        raise MosgymError(f"model.dtype: unknown dtype {name!r} (use auto, {', '.join(_DTYPES)})")
-    return _DTYPES[name]
+        valid = ", ".join(["auto", "bf16-mixed", *_DTYPES])
+        raise MosgymError(f"model.dtype: unknown dtype {name!r} (use {valid})")
+    return _DTYPES[name], None
 
 
 def resolve_attention(name: str) -> str:
@@ -85,7 +106,7 @@ def resolve_attention(name: str) -> str:
 def load_model(cfg: ModelConfig, seed: int = 0) -> LoadedModel:
     """Load (or build) the model named by `cfg`; the tiny model's init is a function of `seed`."""
     device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype, autocast_dtype = resolve_dtype(cfg.dtype, device)
     attn = resolve_attention(cfg.attn_implementation)
     if cfg.name == "tiny":
         model, tok = _build_tiny(cfg, seed, attn)
@@ -104,7 +125,14 @@ def load_model(cfg: ModelConfig, seed: int = 0) -> LoadedModel:
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model %s: %.2fM parameters on %s (%s)", cfg.name, n_params / 1e6, device, dtype)
-    return LoadedModel(model=model, tokenizer=tok, device=device, dtype=dtype, n_params=n_params)
+    return LoadedModel(
+        model=model,
+        tokenizer=tok,
+        device=device,
+        dtype=dtype,
+        n_params=n_params,
+        autocast_dtype=autocast_dtype,
+    )
 
 
 def _build_tiny(
@@ -215,9 +243,10 @@ def greedy_answers(
         eos_token_id=tok.eos_token_id,
         use_cache=True,
     )
-    out = loaded.model.generate(
-        input_ids=input_ids, attention_mask=attention_mask, generation_config=gen
-    )
+    with loaded.autocast():
+        out = loaded.model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=gen
+        )
     answers = []
     for row in out[:, input_ids.shape[1] :].tolist():
         if tok.eos_token_id in row:

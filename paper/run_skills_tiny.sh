@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The paper's experiments on the embedded default (tiny Llama, built-in skills), 5 seeds each,
+# one MLflow experiment. Then `python -m mosgym.compare --experiment paper-skills-tiny`.
+# Usage: bash paper/run_skills_tiny.sh [agent ...]   (default: every agent below, in order)
+# Cost on 2 CPU cores: about 2 minutes per run, 5 runs per agent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+SEEDS=${SEEDS:-0-4}
+EXPERIMENT=${EXPERIMENT:-paper-skills-tiny}
+table2="static-prop static-temp static-uni multidds multiuat mos-cossim mos-cossim-ema mos-diff mos-diff-ema"
+table3="mos-prior-tau1 mos-prior-tau10"   # tau = inf is mos-cossim-ema (mos-prior-uni is the same)
+table5="mospec-cossim mospec-diff"
+rl="odm odm-discrete ppo a2c sac"
+agents=${*:-$table2 $table3 $table5 $rl}
+for agent in $agents; do
+  echo "== $agent ($(date +%H:%M:%S))"
+  $PY -m mosgym.run --agent "$agent" --seeds "$SEEDS" --experiment "$EXPERIMENT" --no-progress -q
+done
