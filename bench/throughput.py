@@ -91,7 +91,8 @@ def time_trainer(learner: HFLearner, batches: list[np.ndarray], warmup: int) -> 
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
+        # transformers 5 takes warm-up as steps (a float < 1 is read as a ratio)
+        warmup_steps=cfg.warmup_ratio,
         lr_scheduler_type="linear",
         max_grad_norm=cfg.max_grad_norm,
         max_steps=len(batches),
@@ -147,8 +148,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_env_config(args.env, [f"train.batch_size={args.batch}",
-                                     f"train.total_steps={args.steps}", "train.interval=1"])
+    cfg = load_env_config(
+        args.env,
+        [f"train.batch_size={args.batch}", f"train.total_steps={args.steps}", "train.interval=1"],
+    )
     learner = build_learner(cfg, seed=0)
     n = len(learner.skill_names)
     batches = record_batches(learner, np.full(n, 1.0 / n), args.steps)
@@ -160,8 +163,10 @@ def main() -> None:
         theirs.append(tokens / time_trainer(learner, batches, args.warmup))
     a, b = statistics.median(ours), statistics.median(theirs)
     n_params = learner.loaded.n_params
-    print(f"model {cfg.model.name} ({n_params / 1e6:.2f}M params) on {learner.device}, "
-          f"batch {args.batch}, {args.steps - args.warmup} timed steps, {args.repeats} repeats")
+    print(
+        f"model {cfg.model.name} ({n_params / 1e6:.2f}M params) on {learner.device}, "
+        f"batch {args.batch}, {args.steps - args.warmup} timed steps, {args.repeats} repeats"
+    )
     print(f"mosgym learner : {a:>12,.0f} tokens/s  ({6 * n_params * a / 1e12:.3f} TFLOP/s)")
     print(f"HF Trainer     : {b:>12,.0f} tokens/s  ({6 * n_params * b / 1e12:.3f} TFLOP/s)")
     print(f"ratio (learner / Trainer): {a / b:.3f}   goal >= 1.0")
@@ -169,8 +174,10 @@ def main() -> None:
         name = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
         if peak:
-            print(f"MFU ({name}, dense bf16 peak {peak / 1e12:.0f} TFLOP/s): "
-                  f"learner {6 * n_params * a / peak:.1%}, Trainer {6 * n_params * b / peak:.1%}")
+            print(
+                f"MFU ({name}, dense bf16 peak {peak / 1e12:.0f} TFLOP/s): "
+                f"learner {6 * n_params * a / peak:.1%}, Trainer {6 * n_params * b / peak:.1%}"
+            )
 
 
 if __name__ == "__main__":

@@ -312,8 +312,11 @@ class RewardComputer:
 
     def _probe_rewards(self, learner: Learner) -> tuple[np.ndarray, int]:
         """COSSIM or DIFF from one batched probe per skill; counts every dropped example."""
+        # COSSIM needs no initial-model NLL: skip that second forward on a real model.
+        with_initial = self.cfg.type == "diff"
         probes: list[ProbeResult] = [
-            learner.probe(i, self.probe_size) for i in range(len(self.skill_names))
+            learner.probe(i, self.probe_size, with_initial=with_initial)
+            for i in range(len(self.skill_names))
         ]
         skipped = sum(int(p.n_skipped) for p in probes)
         if self.cfg.type == "cossim":

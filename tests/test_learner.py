@@ -469,3 +469,12 @@ def test_bf16_mixed_precision_keeps_fp32_weights_and_small_updates() -> None:
     np.testing.assert_allclose(lm.step_losses, lf.step_losses, rtol=2e-2)
     changed = sum(int((a != b).sum()) for a, b in zip(before, params(mixed), strict=True))
     assert changed > 0.5 * sum(p.numel() for p in before)
+
+
+def test_probe_without_initial_skips_the_initial_model() -> None:
+    learner = make_learner()
+    learner.train(UNIFORM, 2)
+    light = learner.probe(0, 4, with_initial=False)
+    assert np.isnan(light.init_nll).all() and np.isnan(light.init_seq_nll).all()
+    assert learner._init_cache == {}  # the initial weights were never loaded
+    assert len(light.nll) == 4 and np.isfinite(light.embeddings).all()

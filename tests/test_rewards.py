@@ -56,8 +56,8 @@ class FakeLearner:
         self.probes = probes or []
         self.calls: list[tuple] = []
 
-    def probe(self, skill: int, n: int) -> ProbeResult:
-        self.calls.append(("probe", skill, n))
+    def probe(self, skill: int, n: int, with_initial: bool = True) -> ProbeResult:
+        self.calls.append(("probe", skill, n, with_initial))
         return self.probes[skill]
 
     def gradient_alignment(self, n: int, target: int | None = None) -> np.ndarray:
@@ -175,13 +175,15 @@ def test_diff_scopes_through_learner(scope: str, expected: list[float]) -> None:
     res = rc.compute(learner)
     np.testing.assert_allclose(res.raw, expected)
     np.testing.assert_allclose(res.smoothed, expected)
-    assert learner.calls == [("probe", 0, 8), ("probe", 1, 8), ("probe", 2, 8)]
+    assert learner.calls == [("probe", i, 8, True) for i in range(3)]  # DIFF needs theta_0
     assert rc.needs_probes
 
 
 def test_cossim_through_learner_and_mospec() -> None:
     # Dataset embeddings are the means: (1,0), (0,2), (1.5,1.5) -> same directions as Z.
-    np.testing.assert_allclose(computer(type="cossim").compute(FakeLearner(PROBES)).raw, COSSIM_Z)
+    learner = FakeLearner(PROBES)
+    np.testing.assert_allclose(computer(type="cossim").compute(learner).raw, COSSIM_Z)
+    assert learner.calls == [("probe", i, 8, False) for i in range(3)]  # no initial-model NLL
     res = computer(type="cossim", target="c").compute(FakeLearner(PROBES))
     np.testing.assert_allclose(res.raw, [R2, R2, 1.0])
 

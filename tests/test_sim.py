@@ -433,3 +433,57 @@ def test_sim_vec_env_runs_sb3_ppo() -> None:
     model = PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
     model.learn(256)
     assert len(model.ep_info_buffer) >= 4  # episodes of 10 steps completed and reported
+
+
+# ------------------------------------------------------------------------ batched probe draws
+def test_batched_probe_draw_gives_fresh_noise_per_probe() -> None:
+    """All skills' probes come from one draw, but no two probes ever share noise."""
+    from mosgym.envs.sim_dynamics import draw_probes
+
+    draw = draw_probes(np.random.default_rng(0), [1000, 10, 50], 20, 4)
+    np.testing.assert_array_equal(draw.size, [20, 10, 20])
+    assert draw.eps.shape == (3, 20) and draw.emb.shape == (3, 20, 4)
+    for i, pool in enumerate([1000, 10, 50]):
+        rows = draw.idx[i, : draw.size[i]]
+        assert len(set(rows.tolist())) == draw.size[i] and rows.max() < pool  # no repeats
+    lr = make_learner()
+    a, b = lr.probe(0, 8), lr.probe(0, 8)  # same skill twice: the second needs a new draw
+    assert not np.array_equal(a.nll, b.nll) and not np.array_equal(a.embeddings, b.embeddings)
+    c = lr.probe(1, 8)  # the rest of the second draw
+    assert not np.array_equal(b.embeddings, c.embeddings)
+    first = lr._probe_draw
+    lr.probe(2, 8)
+    assert lr._probe_draw is first  # one draw served skills 0, 1 and 2
+    lr.probe(2, 5)
+    assert lr._probe_draw is not first  # another n: a new draw
+
+
+def test_probe_uses_the_state_at_call_time() -> None:
+    """A draw made before training serves later probes with the later losses."""
+    lr = make_learner(make_params(noise=0.0, example_spread=0.0, embed_noise=0.0))
+    p0 = lr.probe(0, 4)
+    np.testing.assert_allclose(p0.nll, 4.0)
+    lr.train(ONLY0, 10)  # 80 examples of skill 0: E = 80
+    p1 = lr.probe(1, 4)  # same draw, untouched skill: still the initial loss
+    np.testing.assert_allclose(p1.nll, 4.0)
+    p2 = lr.probe(2, 4)
+    np.testing.assert_allclose(p2.nll, 4.0)
+    np.testing.assert_allclose(lr.probe(0, 4).nll, 1 + 3 * (1 + 80 / 100) ** -0.5)
+
+
+def test_state_dict_in_the_middle_of_a_draw_resumes_exactly() -> None:
+    lr = make_learner(seed=2)
+    lr.train(UNIFORM, 5)
+    lr.probe(0, 16)  # the draw for all three skills is made; rows 1 and 2 remain
+    lr.gradient_alignment(8)  # and the probe generator moves on after the draw
+    state = json.loads(json.dumps(lr.state_dict()))
+    other = make_learner(seed=9)
+    other.load_state_dict(state)
+    for skill in (1, 2, 0, 1):
+        a, b = lr.probe(skill, 16), other.probe(skill, 16)
+        np.testing.assert_array_equal(a.nll, b.nll)
+        np.testing.assert_array_equal(a.embeddings, b.embeddings)
+        assert a.ids == b.ids
+    np.testing.assert_array_equal(lr.uncertainty(8, 1), other.uncertainty(8, 1))
+    old = {k: v for k, v in state.items() if k != "probe_draw"}  # a checkpoint from before
+    make_learner().load_state_dict(old)

@@ -24,7 +24,9 @@ runs unchanged on it at thousands of env steps per second. Nothing is loaded: no
   data_seed (as real data is fixed across run seeds); its NLL is ``level * d + noise * eps``
   (eps fresh per probe), its initial NLL ``init * d``, so a probe mean has the 1/sqrt(n) noise of
   a finite sample. ``level`` is the training loss for probe_source 'train' (the paper's probes
-  come from the training split) and the dev loss for 'probe'.
+  come from the training split) and the dev loss for 'probe'. The randomness of one probe of
+  every skill is drawn at once (`draw_probes`) and handed out a skill at a time (the env probes
+  all N skills per step); no two probes share noise.
 - Embeddings: a shared component (mean-pooled states of one model are strongly aligned), a skill
   direction, and a shift that grows with learning progress p_j in [-1, 1] along per-skill
   directions, mixed by the transfer matrix: ``z_i = common + mu_i + drift * sum_j T_ij p_j v_j``,
@@ -40,158 +42,28 @@ same distribution as drawing each step.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mosgym.config import EnvConfig, SkillConfig, TrainConfig, from_dict
+from mosgym.config import EnvConfig, SkillConfig, TrainConfig
 from mosgym.envs.sim_dynamics import (
+    ProbeDraw,
     advance_exposure,
     base_loss,
+    draw_probes,
     gradient_directions,
     overfit_gap,
     progress,
     unit_rows,
 )
+from mosgym.envs.sim_params import SimParams, parse_sim_params
 from mosgym.errors import MosgymError
 from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
 
+__all__ = ["SimLearner", "SimParams", "parse_sim_params"]
+
 _MIN_NLL = 1e-4  # per-example NLL is a mean of -log p over tokens: never below 0
-
-
-@dataclass
-class SimParams:
-    """Simulator parameters (the `sim:` block of an env config). Lists have one entry per skill."""
-
-    init_loss: list[float]
-    """Dev loss of the initial model (nats per response token)."""
-    floor_loss: list[float]
-    """Irreducible loss reached with unlimited data (must be below init_loss)."""
-    rate: list[float]
-    """Effective examples at which the learnable loss has fallen by a factor 2**exponent."""
-    exponent: list[float]
-    """Power-law exponent of the loss against effective exposure."""
-    transfer: list[list[float]]
-    """N x N: transfer[i][j] = exposure credited to skill i per example of skill j."""
-    overfit: list[float] | None = None
-    """Dev-loss increase per epoch beyond overfit_epochs (default 0: no overfitting)."""
-    overfit_epochs: list[float] | None = None
-    """Epochs of a skill's own data before it starts to overfit (default 1)."""
-    forget: list[float] | None = None
-    """Exposure decay per optimizer step spent on other skills (default 0)."""
-    tokens_per_example: list[int] | None = None
-    """Trained (response) tokens per example (default 16)."""
-    response_frac: list[float] | None = None
-    """Share of a sequence's tokens in the response, for sequence-level NLL (default 0.5)."""
-    prompt_loss: list[float] | None = None
-    """Prompt-token NLL, unchanged by training as prompts are masked (default init_loss)."""
-    accuracy_mid: list[float | None] | None = None
-    """Dev loss at 50% exact-match accuracy; null: no exact match (default: all null)."""
-    accuracy_slope: float = 4.0
-    """Steepness of the loss -> accuracy logistic curve."""
-    example_spread: float = 0.3
-    """Log-std of per-example difficulty (fixed per example)."""
-    noise: float = 0.1
-    """Per-example, per-probe NLL noise (nats); also the scale of MultiUAT's noise."""
-    embed_dim: int = 16
-    """H, the embedding size of probe results."""
-    embed_common: float = 3.0
-    """Norm of the component shared by all skills' embeddings (sets COSSIM's level)."""
-    embed_drift: float = 1.0
-    """How far embeddings move with learning progress."""
-    embed_noise: float = 1.0
-    """Per-example embedding noise (per dimension, times 1/sqrt(H))."""
-    grad_noise: float = 1.0
-    """MultiDDS gradient noise relative to the gradient norm, for one example."""
-
-
-_PER_SKILL_DEFAULTS: dict[str, Any] = {
-    "overfit": 0.0,
-    "overfit_epochs": 1.0,
-    "forget": 0.0,
-    "tokens_per_example": 16,
-    "response_frac": 0.5,
-    "prompt_loss": None,  # init_loss
-    "accuracy_mid": None,
-}
-
-
-def _fail(where: str, key: str, what: str) -> MosgymError:
-    return MosgymError(f"{where}: sim.{key}: {what}")
-
-
-def _check_lists(p: SimParams, n: int, where: str) -> None:
-    """Every per-skill list has N entries; the transfer matrix is N x N."""
-    for f in dataclasses.fields(p):
-        value = getattr(p, f.name)
-        if f.name == "transfer":
-            rows_ok = all(len(r) == n for r in value)
-            if len(value) != n or not rows_ok:
-                shape = f"{len(value)} rows of lengths {[len(r) for r in value]}"
-                raise _fail(
-                    where,
-                    "transfer",
-                    f"must be {n} x {n} (one row and column per skill), got {shape}",
-                )
-        elif isinstance(value, list) and len(value) != n:
-            raise _fail(where, f.name, f"expected {n} values (one per skill), got {len(value)}")
-
-
-def _check_values(p: SimParams, where: str) -> None:
-    """Ranges that keep the dynamics meaningful."""
-    checks = [
-        ("init_loss", all(x > 0 for x in p.init_loss), "must be > 0"),
-        (
-            "floor_loss",
-            all(0 <= f < i for f, i in zip(p.floor_loss, p.init_loss, strict=True)),
-            "must be >= 0 and below init_loss",
-        ),
-        ("rate", all(x > 0 for x in p.rate), "must be > 0"),
-        ("exponent", all(x > 0 for x in p.exponent), "must be > 0"),
-        (
-            "transfer",
-            all(p.transfer[i][i] > 0 for i in range(len(p.transfer))),
-            "diagonal entries must be > 0 (training on a skill helps it)",
-        ),
-        ("overfit", all(x >= 0 for x in p.overfit or []), "must be >= 0"),
-        ("overfit_epochs", all(x >= 0 for x in p.overfit_epochs or []), "must be >= 0"),
-        ("forget", all(0 <= x < 1 for x in p.forget or []), "must be in [0, 1)"),
-        ("tokens_per_example", all(x > 0 for x in p.tokens_per_example or []), "must be > 0"),
-        ("response_frac", all(0 < x <= 1 for x in p.response_frac or []), "must be in (0, 1]"),
-        ("embed_dim", p.embed_dim >= 1, "must be >= 1"),
-    ]
-    for key in (
-        "example_spread",
-        "noise",
-        "embed_common",
-        "embed_drift",
-        "embed_noise",
-        "grad_noise",
-        "accuracy_slope",
-    ):
-        checks.append((key, getattr(p, key) >= 0, "must be >= 0"))
-    for key, ok, what in checks:
-        if not ok:
-            raise _fail(where, key, f"{what}, got {getattr(p, key)}")
-    flat = [x for r in p.transfer for x in r] + p.init_loss + p.rate + p.exponent
-    if not all(np.isfinite(flat)):
-        raise _fail(where, "transfer", "values must be finite")
-
-
-def parse_sim_params(data: Any, n_skills: int, where: str = "env config") -> SimParams:
-    """Validate a `sim:` mapping for N skills; MosgymError naming the key and `where` (a file)."""
-    if data is None:
-        raise MosgymError(f"{where}: learner 'sim' needs a 'sim:' block (see envs/sim-*.yaml)")
-    params = from_dict(SimParams, data, f"{where}: sim")
-    _check_lists(params, n_skills, where)
-    _check_values(params, where)
-    for key, default in _PER_SKILL_DEFAULTS.items():
-        if getattr(params, key) is None:
-            fill = params.init_loss if key == "prompt_loss" else [default] * n_skills
-            setattr(params, key, list(fill))
-    return params
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,6 +121,10 @@ class SimLearner:
         pools = probe_sizes if use_probe_split and probe_sizes else self.train_sizes.tolist()
         self._split = "probe" if use_probe_split else "train"
         self._build_geometry(n, [int(x) for x in pools], data_seed)
+        self._pools = [len(d) for d in self._difficulty]
+        self._pool_start = np.cumsum([0, *self._pools[:-1]])[:, None]
+        self._diff_flat = np.concatenate(self._difficulty)
+        self._emb_scale = np.float32(p.embed_noise / np.sqrt(p.embed_dim))
         self._ids: list[np.ndarray | None] = [None] * n
         self.reset(seed)
 
@@ -290,6 +166,9 @@ class SimLearner:
         self._exposure = np.zeros(n)
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._emb_cache: np.ndarray | None = None
+        self._probe_draw: ProbeDraw | None = None
+        self._draw_state: dict[str, Any] | None = None  # probe generator before the draw
+        self._probe_vals: dict[str, np.ndarray] | None = None  # the draw's values, this state
         train_ss, probe_ss = np.random.SeedSequence([int(seed), 0x5117]).spawn(2)
         self._train_rng = np.random.default_rng(train_ss)
         self._probe_rng = np.random.default_rng(probe_ss)
@@ -315,7 +194,7 @@ class SimLearner:
             raise ValueError(f"mixture must be a distribution over {p.size} skills, got {p}")
         counts = self._draw(p, n_steps)
         train0 = self._levels()[1]
-        self._cache = self._emb_cache = None
+        self._cache = self._emb_cache = self._probe_vals = None
         self._exposure = advance_exposure(
             self._exposure, counts, n_steps, self._transfer, self._forget, self._rate
         )
@@ -371,30 +250,52 @@ class SimLearner:
             self._emb_cache = means.astype(np.float32)
         return self._emb_cache
 
-    def probe(self, skill: int, n: int) -> ProbeResult:
-        """Per-example NLLs and embeddings of min(n, pool) examples of `skill`."""
-        rng, prm = self._probe_rng, self.params
-        diff = self._difficulty[skill]
-        m = min(n, len(diff))
-        idx = rng.choice(len(diff), m, replace=False)
-        d = diff[idx]
-        dev, train, _ = self._levels()
-        level = (train if self._split == "train" else dev)[skill]
-        nll = np.maximum(level * d + prm.noise * rng.standard_normal(m), _MIN_NLL)
-        init = self._init[skill] * d
-        r, prompt = self._rfrac[skill], self._prompt[skill] * d
-        h = prm.embed_dim
-        noise = rng.standard_normal((m, h), dtype=np.float32) * np.float32(
-            prm.embed_noise / np.sqrt(h)
-        )
-        emb = self._embedding_means()[skill] + noise
+    def _new_draw(self, n: int) -> ProbeDraw:
+        self._draw_state = self._probe_rng.bit_generator.state
+        self._probe_draw = draw_probes(self._probe_rng, self._pools, n, self.params.embed_dim)
+        self._probe_vals = None
+        return self._probe_draw
+
+    def _probe_values(self, draw: ProbeDraw) -> dict[str, np.ndarray]:
+        """Every row of `draw` turned into probe numbers at the current state, (N, W[, H])."""
+        if self._probe_vals is None:
+            dev, train, _ = self._levels()
+            level = (train if self._split == "train" else dev)[:, None]
+            d = self._diff_flat[draw.idx + self._pool_start]
+            nll = np.maximum(level * d + self.params.noise * draw.eps, _MIN_NLL)
+            init = self._init[:, None] * d
+            r = self._rfrac[:, None]
+            prompt = (1.0 - r) * self._prompt[:, None] * d
+            means = self._embedding_means()[:, None, :]
+            self._probe_vals = {
+                "nll": nll,
+                "init_nll": init,
+                "seq_nll": r * nll + prompt,
+                "init_seq_nll": r * init + prompt,
+                "embeddings": means + draw.emb * self._emb_scale,
+            }
+        return self._probe_vals
+
+    def probe(self, skill: int, n: int, with_initial: bool = True) -> ProbeResult:
+        """Per-example NLLs and embeddings of min(n, pool) examples of `skill`.
+
+        The simulated initial NLLs cost nothing, so they are returned even when not asked for.
+
+        Each call uses an unused row of the current batched draw (a new draw when none is
+        left for this skill or `n` changed), so no two probes share noise.
+        """
+        draw = self._probe_draw
+        if draw is None or draw.n != n or draw.taken[skill]:
+            draw = self._new_draw(n)
+        draw.taken[skill] = True
+        vals, m = self._probe_values(draw), draw.size[skill]
         return ProbeResult(
-            ids=self._example_ids(skill, idx),
-            nll=nll,
-            init_nll=init,
-            seq_nll=r * nll + (1.0 - r) * prompt,
-            init_seq_nll=r * init + (1.0 - r) * prompt,
-            embeddings=emb,
+            ids=self._example_ids(skill, draw.idx[skill, :m]),
+            nll=vals["nll"][skill, :m],
+            init_nll=vals["init_nll"][skill, :m],
+            seq_nll=vals["seq_nll"][skill, :m],
+            init_seq_nll=vals["init_seq_nll"][skill, :m],
+            embeddings=vals["embeddings"][skill, :m],
         )
 
     def gradient_alignment(self, n: int, target: int | None = None) -> np.ndarray:
@@ -431,6 +332,15 @@ class SimLearner:
             "exposure": self._exposure.tolist(),
             "train_rng": self._train_rng.bit_generator.state,
             "probe_rng": self._probe_rng.bit_generator.state,
+            # A batched probe draw may be half handed out: saved as the generator state that
+            # redraws it, so a restored learner continues exactly.
+            "probe_draw": None
+            if self._probe_draw is None
+            else {
+                "rng": self._draw_state,
+                "n": self._probe_draw.n,
+                "taken": self._probe_draw.taken.tolist(),
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -444,6 +354,11 @@ class SimLearner:
         self.consumed = np.asarray(state["consumed"], dtype=np.int64)
         self.tokens_seen = np.asarray(state["tokens_seen"], dtype=np.int64)
         self._exposure = np.asarray(state["exposure"], dtype=np.float64)
-        self._cache = self._emb_cache = None
+        self._cache = self._emb_cache = self._probe_vals = None
         self._train_rng.bit_generator.state = state["train_rng"]
+        self._probe_draw = None
+        draw = state.get("probe_draw")
+        if draw is not None:
+            self._probe_rng.bit_generator.state = draw["rng"]
+            self._new_draw(int(draw["n"])).taken[:] = draw["taken"]
         self._probe_rng.bit_generator.state = state["probe_rng"]

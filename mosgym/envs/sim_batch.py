@@ -209,6 +209,8 @@ class BatchSim:
             out = prev_dev - self.dev
         elif kind == "excess_loss":
             out = self.dev - s._init
+        elif kind == "none":  # agents that ignore rewards (static mixtures)
+            out = np.zeros_like(self.dev)
         else:
             raise MosgymError(f"reward.type: unknown value {kind!r}")
         return out

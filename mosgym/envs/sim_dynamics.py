@@ -7,6 +7,8 @@ for the model and why it has this form).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -69,3 +71,36 @@ def gradient_directions(transfer: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(s)
     g = v * np.sqrt(np.maximum(w, 1e-3))
     return unit_rows(g)
+
+
+@dataclass
+class ProbeDraw:
+    """The randomness of one probe of every skill, drawn at once (one call per kind of noise).
+
+    Row i serves skill i, padded to the widest row W: `idx[i, :size[i]]` example indices
+    (uniform without replacement, size[i] = min(n, pool_i)), `eps` (N, W) standard normal NLL
+    noise, `emb` (N, W, H) float32 standard normal embedding noise. `taken[i]` marks rows
+    already handed out, so every probe gets fresh noise.
+    """
+
+    n: int
+    idx: np.ndarray
+    size: np.ndarray
+    eps: np.ndarray
+    emb: np.ndarray
+    taken: np.ndarray
+
+
+def draw_probes(rng: np.random.Generator, pools: list[int], n: int, embed_dim: int) -> ProbeDraw:
+    """One `ProbeDraw` for probes of `n` examples from each skill's pool of `pools[i]` examples.
+
+    The same distribution as drawing each skill's probe separately, at one generator call per
+    kind of noise instead of one per skill (what makes the simulator's reward path cheap).
+    """
+    size = np.minimum(n, pools)
+    idx = np.zeros((len(pools), int(size.max())), dtype=np.int64)
+    for i, (m, k) in enumerate(zip(pools, size, strict=True)):
+        idx[i, :k] = rng.choice(m, k, replace=False)
+    eps = rng.standard_normal(idx.shape)
+    emb = rng.standard_normal((*idx.shape, embed_dim), dtype=np.float32)
+    return ProbeDraw(n, idx, size, eps, emb, np.zeros(len(pools), dtype=bool))

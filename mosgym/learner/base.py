@@ -87,8 +87,11 @@ class Learner(Protocol):
     def train(self, mixture: np.ndarray, n_steps: int) -> TrainStats:
         """Run `n_steps` optimizer steps, drawing data from the (N,) `mixture`."""
 
-    def probe(self, skill: int, n: int) -> ProbeResult:
-        """Per-example NLL and embeddings for `n` probe examples of `skill` (batched)."""
+    def probe(self, skill: int, n: int, with_initial: bool = True) -> ProbeResult:
+        """Per-example NLL and embeddings for `n` probe examples of `skill` (batched).
+
+        `with_initial=False` skips the initial-model NLLs (init_nll and init_seq_nll are then
+        NaN): COSSIM does not need them, and on a real model they cost a second forward."""
 
     def dev_loss(self) -> np.ndarray:
         """(N,) mean response NLL on each skill's dev split (cheap; no decoding)."""

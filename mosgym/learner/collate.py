@@ -27,6 +27,11 @@ class Batch:
     """(B, L) int64, 1 on real tokens."""
     labels: torch.Tensor
     """(B, L) int64, IGNORE_INDEX on prompt and padding."""
+    target_rows: torch.Tensor | None = None
+    """(K,) batch row of each response target (position t predicts token t + 1): computed on
+    the host while batching, so selecting response positions never syncs the device."""
+    target_cols: torch.Tensor | None = None
+    """(K,) position of each response target."""
 
 
 class PackedSplit:
@@ -59,7 +64,8 @@ class PackedSplit:
         labels, _ = _gather(
             self.labels, self.offsets[index], self.lengths[index], IGNORE_INDEX, left=False
         )
-        return Batch(*(_to(x, device) for x in (ids, mask, labels)))
+        rows, cols = np.nonzero(labels[:, 1:] != IGNORE_INDEX)
+        return Batch(*(_to(x, device) for x in (ids, mask, labels, rows, cols)))
 
     def prompt_batch(
         self, index: np.ndarray, pad_id: int, device: torch.device
@@ -143,7 +149,9 @@ def response_nll(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
     ).last_hidden_state
     targets = batch.labels[:, 1:]
-    rows, cols = torch.nonzero(targets != IGNORE_INDEX, as_tuple=True)
+    rows, cols = batch.target_rows, batch.target_cols
+    if rows is None or cols is None:
+        rows, cols = torch.nonzero(targets != IGNORE_INDEX, as_tuple=True)
     logits = model.get_output_embeddings()(hidden[rows, cols]).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:

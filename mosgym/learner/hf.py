@@ -210,17 +210,22 @@ class HFLearner:
     # ----------------------------------------------------------------------------------------
     # Probes (rewards)
 
-    def probe(self, skill: int, n: int) -> ProbeResult:
-        """Per-example NLL (current and initial model) and embeddings of n probe examples."""
+    def probe(self, skill: int, n: int, with_initial: bool = True) -> ProbeResult:
+        """Per-example NLL (current and, when `with_initial`, initial model) and embeddings of
+        n probe examples."""
         self._check_skill(skill)
         if n < 1:
             raise MosgymError(f"probe: n must be >= 1, got {n}")
         code, local = self._probe_indices(skill, n)
         index = self._data[code].starts[skill] + local
         cur = self._probe_numbers(code, index)
-        init_nll, init_seq = self._initial_nll(code, index)
-        keep = np.isfinite(cur["nll"]) & np.isfinite(cur["seq_nll"]) & np.isfinite(init_nll)
-        keep &= np.isfinite(init_seq) & np.isfinite(cur["embeddings"]).all(axis=1)
+        keep = np.isfinite(cur["nll"]) & np.isfinite(cur["seq_nll"])
+        keep &= np.isfinite(cur["embeddings"]).all(axis=1)
+        if with_initial:
+            init_nll, init_seq = self._initial_nll(code, index)
+            keep &= np.isfinite(init_nll) & np.isfinite(init_seq)
+        else:
+            init_nll = init_seq = np.full(len(index), np.nan)
         split = self.skills[skill].train if code == TRAIN else self.skills[skill].probe
         return ProbeResult(
             ids=[split.ids[i] for i in local[keep]],
