@@ -32,6 +32,8 @@ class EpisodeLog:
     tokens: list[np.ndarray] = field(default_factory=list)
     final_eval: dict[str, np.ndarray] | None = None
     probe_skipped: int = 0
+    reward_fallback: int = 0
+    """Skill rewards that could not be computed and were filled in (summed over steps)."""
 
     def start(self, info: dict[str, Any]) -> None:
         """Reset the record to the state after env.reset()."""
@@ -46,6 +48,7 @@ class EpisodeLog:
         self.tokens[:] = [np.zeros(n, dtype=np.int64)]
         self.final_eval = None
         self.probe_skipped = 0
+        self.reward_fallback = 0
 
     def add(self, reward: float, info: dict[str, Any]) -> None:
         """Append one env step's outcome."""
@@ -58,6 +61,7 @@ class EpisodeLog:
         self.examples.append(np.asarray(info["examples_seen"], dtype=np.int64))
         self.tokens.append(np.asarray(info["tokens_seen"], dtype=np.int64))
         self.probe_skipped += int(info.get("probe_skipped", 0))
+        self.reward_fallback += int(np.sum(info.get("reward_fallback", 0)))
         if "final_eval" in info:
             self.final_eval = {k: np.asarray(v) for k, v in info["final_eval"].items()}
 
@@ -81,6 +85,7 @@ class EpisodeLog:
             if self.final_eval is None
             else {k: v.tolist() for k, v in self.final_eval.items()},
             "probe_skipped": self.probe_skipped,
+            "reward_fallback": self.reward_fallback,
         }
 
     @classmethod
@@ -97,6 +102,7 @@ class EpisodeLog:
         fe = state["final_eval"]
         log.final_eval = None if fe is None else {k: np.asarray(v) for k, v in fe.items()}
         log.probe_skipped = int(state["probe_skipped"])
+        log.reward_fallback = int(state.get("reward_fallback", 0))
         return log
 
 
@@ -126,6 +132,10 @@ class RecordEpisode(gym.Wrapper):
             self.on_step(self.log)
         return obs, info
 
+    def resume(self, log: EpisodeLog) -> None:
+        """Continue recording into `log` (restored from a checkpoint) instead of a new one."""
+        self.log = log
+
     @property
     def last_complete(self) -> EpisodeLog | None:
         """The most recent finished episode (the current one if it has ended)."""
@@ -146,9 +156,11 @@ def run_episode(
     agent: Agent,
     seed: int,
     start: tuple[np.ndarray, dict[str, Any]] | None = None,
-    after_step: Callable[[], None] | None = None,
+    after_step: Callable[[np.ndarray], None] | None = None,
 ) -> EpisodeLog:
-    """One episode of an act/observe agent. `start` resumes from a given (obs, info)."""
+    """One episode of an act/observe agent. `start` continues from a given (obs, info) (after
+    reset, or restored from a checkpoint); `after_step(obs)` runs once the agent has learnt
+    from each step (checkpoints)."""
     if start is None:
         obs, info = env.reset(seed=seed)
         agent.reset(obs, info)
@@ -160,5 +172,5 @@ def run_episode(
         obs, reward, terminated, truncated, info = env.step(action)
         agent.observe(action, float(reward), obs, terminated, truncated, info)
         if after_step is not None:
-            after_step()
+            after_step(obs)
     return env.log

@@ -2,6 +2,10 @@
 
 With no arguments: the embedded default (a tiny Llama fine-tuned on the built-in skills, the
 MoS COSSIM+EMA scorer), offline, a few minutes on a laptop CPU.
+
+Every env step is checkpointed (./checkpoints/RUN_NAME, the last 2 kept). Ctrl-C or SIGTERM
+finishes the current env step, saves it, marks the MLflow run KILLED and exits 130 / 143;
+`--resume DIR` continues exactly where the checkpoint left off, in the same MLflow runs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mosgym.errors import MosgymError
 
@@ -92,20 +96,28 @@ def _split_overrides(sets: list[str]) -> tuple[list[str], list[str]]:
     return env, agent
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument mistakes are MosgymErrors too: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise MosgymError(f"{message} (see python -m mosgym.run --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     envs = ", ".join(list_configs("envs")) or "(none found)"
     agents = ", ".join(list_configs("agents")) or "(none found)"
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m mosgym.run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"env configs: {envs}\nagent configs: {agents}\n\n"
         "Examples:\n  python -m mosgym.run --agent static-temp --seeds 0-4\n"
-        "  python -m mosgym.run --env mos-demo-tiny --agent ppo --set train.total_steps=200",
+        "  python -m mosgym.run --env mos-demo-tiny --agent ppo --set train.total_steps=200\n"
+        "  python -m mosgym.run --resume checkpoints/skills-tiny__mos-cossim-ema__s0",
     )
     p.add_argument("--env", default=None, help=f"env config name or path (default {DEFAULT_ENV})")
     p.add_argument("--agent", default=None, help=f"agent config (default {DEFAULT_AGENT})")
-    p.add_argument("--seeds", default="0", help="seed, range or list: 0 | 0-4 | 0,3,7")
+    p.add_argument("--seeds", default=None, help="seed, range or list: 0 | 0-4 | 0,3,7")
     p.add_argument("--steps", type=int, default=None, help="total optimizer steps T")
     p.add_argument(
         "--set",
@@ -116,6 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. train.lr=3e-4, reward.type=diff, agent.params.lr=1e-3",
     )
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: env name)")
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        metavar="DIR",
+        help="where checkpoints go (default ./checkpoints/RUN_NAME)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="checkpoint every K env steps (default 1; 0: never)",
+    )
+    p.add_argument("--keep", type=int, default=None, metavar="K", help="checkpoints kept (2)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run checkpointed in DIR (same configs, same MLflow runs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     return p
@@ -132,6 +164,12 @@ class RunRequest:
     experiment: str
     progress: bool = True
     extra_tags: dict[str, str] = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+    """None: no checkpoints (the CLI always names one)."""
+    checkpoint_every: int = 1
+    """Env steps between checkpoints (0: none)."""
+    keep: int = 2
+    """Checkpoints kept."""
 
 
 def resolve_request(args: argparse.Namespace) -> RunRequest:
@@ -157,21 +195,82 @@ def resolve_request(args: argparse.Namespace) -> RunRequest:
     if agent_cfg.reward is not None:  # the agent names the reward it learns from
         env_cfg = load_env_config(env_cfg, reward=to_dict(agent_cfg.reward))
     _choose_action_kind(env_cfg, agent_cfg, env_src, env_over)
-    from mosgym.envs.mixture_of_skills import check_budget
+    from mosgym.envs.mixture_of_skills import check_config
 
-    check_budget(env_cfg)
+    check_config(env_cfg)
     if not env_cfg.skills and env_cfg.learner == "hf":  # record the suite actually used
         from mosgym.data import default_skill_configs
 
         env_cfg.skills = default_skill_configs()
-    return RunRequest(
+    seeds = parse_seeds(args.seeds or "0")
+    run_name = f"{env_cfg.name}__{agent_cfg.name}" + (f"__s{seeds[0]}" if len(seeds) == 1 else "")
+    req = RunRequest(
         env=to_dict(env_cfg),
         env_name=env_cfg.name,
         agent=to_dict(agent_cfg),
-        seeds=parse_seeds(args.seeds),
-        experiment=args.experiment or env_cfg.name,
+        seeds=seeds,
+        experiment=_experiment(args.experiment, env_cfg.name),
         progress=not args.no_progress,
+        checkpoint_dir=str(Path(args.checkpoint_dir or Path("checkpoints") / run_name).resolve()),
     )
+    _apply_checkpoint_args(req, args)
+    if req.checkpoint_every > 0:
+        from mosgym.checkpoint import check_fresh
+
+        check_fresh(Path(req.checkpoint_dir))
+    return req
+
+
+def _experiment(given: str | None, env_name: str) -> str:
+    if given is not None and not given.strip():
+        raise MosgymError("--experiment: must be a non-empty name")
+    return given or env_name
+
+
+def _apply_checkpoint_args(req: RunRequest, args: argparse.Namespace) -> None:
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 0:
+            raise MosgymError(
+                f"--checkpoint-every {args.checkpoint_every}: must be >= 0 (0: no checkpoints)"
+            )
+        req.checkpoint_every = args.checkpoint_every
+    if args.keep is not None:
+        if args.keep < 1:
+            raise MosgymError(f"--keep {args.keep}: must be >= 1 (checkpoints kept)")
+        req.keep = args.keep
+
+
+def resolve_resume(args: argparse.Namespace) -> tuple[RunRequest, dict[str, Any]]:
+    """The request and state saved in the checkpoint `--resume` names."""
+    from mosgym.checkpoint import load_state, resolve_resume_dir
+
+    given = {
+        "--env": args.env,
+        "--agent": args.agent,
+        "--seeds": args.seeds,
+        "--steps": args.steps,
+        "--set": args.sets,
+        "--experiment": args.experiment,
+        "--checkpoint-dir": args.checkpoint_dir,
+    }
+    extra = [flag for flag, value in given.items() if value]
+    if extra:
+        raise MosgymError(
+            f"--resume continues a run with the configs saved in its checkpoint; drop "
+            f"{', '.join(extra)}"
+        )
+    ckpt, folder = resolve_resume_dir(args.resume)
+    state = load_state(folder)
+    try:
+        req = RunRequest(**state["request"])
+    except (KeyError, TypeError) as e:
+        raise MosgymError(f"{folder}: checkpoint without a valid run request ({e})") from None
+    req.checkpoint_dir = str(ckpt.root)
+    req.progress = not args.no_progress
+    _apply_checkpoint_args(req, args)
+    ckpt.drop_newer(folder)
+    log.info("resuming from %s", folder)
+    return req, state
 
 
 def _choose_action_kind(env_cfg: Any, agent_cfg: Any, env_src: Any, env_over: list[str]) -> None:
@@ -188,37 +287,58 @@ def _choose_action_kind(env_cfg: Any, agent_cfg: Any, env_src: Any, env_over: li
     check_compatible(agent_cfg, env_cfg.action.kind)
 
 
-def _install_signal_handlers() -> None:
-    """SIGTERM behaves like Ctrl-C: the run is saved and marked KILLED, then we exit."""
+def _interrupted(signum: int, req: RunRequest | None) -> str:
+    """The one line printed when a signal stopped the run."""
+    from mosgym.checkpoint import CheckpointDir
 
-    def _raise(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+    line = f"mosgym: interrupted ({signal.Signals(signum).name}); the MLflow run is marked KILLED"
+    if req is not None and req.checkpoint_dir:
+        if CheckpointDir(Path(req.checkpoint_dir)).latest() is not None:
+            line += f"; continue it with: python -m mosgym.run --resume {req.checkpoint_dir}"
+    return line
 
-    signal.signal(signal.SIGTERM, _raise)
 
+def _run(args: argparse.Namespace) -> int:
+    from mosgym import faults
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    # MLflow logs its database set-up at INFO on stderr; our stderr is for one-line errors.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    if args.quiet:
-        logging.getLogger("mosgym").setLevel(logging.ERROR)
-    _install_signal_handlers()
-    try:
-        from mosgym.runner import run_request
+    req: RunRequest | None = None
+    with faults.signal_handlers():
+        try:
+            from mosgym.runner import run_request
 
-        results = run_request(resolve_request(args))
-    except MosgymError as e:
-        print(f"mosgym: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mosgym: interrupted; the MLflow run is marked KILLED", file=sys.stderr)
-        return 130
+            if args.resume:
+                req, state = resolve_resume(args)
+                results = run_request(req, state)
+            else:
+                req = resolve_request(args)
+                results = run_request(req)
+        except MosgymError as e:
+            print(f"mosgym: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:
+            signum = int(getattr(e, "signum", signal.SIGINT))
+            print(_interrupted(signum, req), file=sys.stderr)
+            return 128 + signum
     from mosgym.summary import print_summary
 
     print_summary(results)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+    except MosgymError as e:
+        print(f"mosgym: error: {e}", file=sys.stderr)
+        return 2
+    # MLflow logs its database set-up at INFO on stderr; our stderr is for one-line errors.
+    # The variable covers an mlflow imported later (its import resets its loggers' level).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    if args.quiet:
+        logging.getLogger("mosgym").setLevel(logging.ERROR)
+    return _run(args)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ def final_metrics(ep: EpisodeLog, wall_time_s: float) -> dict[str, float]:
         "final/dev_loss_worst": float(np.max(dev)),
         "wall_time_s": float(wall_time_s),
         "probe_skipped": float(ep.probe_skipped),
+        "reward_fallback": float(ep.reward_fallback),
     }
     for i, name in enumerate(ep.skill_names):
         m[f"final/dev_loss/{name}"] = float(dev[i])
@@ -147,17 +148,32 @@ def log_episode_artifacts(ep: EpisodeLog, config: dict[str, Any], title: str) ->
 
 
 class MlflowStepLogger:
-    """The per-env-step callback: logs the newest row of the episode log to the active run."""
+    """The per-env-step callback: logs the newest row of the episode log to the active run.
 
-    def __init__(self, run_id: str) -> None:
+    A resumed run passes `logged_through`, the last step already in the run's history: a step
+    logged just before the process died is then not logged twice.
+    """
+
+    def __init__(self, run_id: str, logged_through: int = -1) -> None:
         from mlflow.tracking import MlflowClient
 
         self.run_id = run_id
         self.client = MlflowClient()
+        self.logged_through = logged_through
 
     def __call__(self, ep: EpisodeLog) -> None:
+        if ep.steps[-1] <= self.logged_through:
+            return
         metrics = _metric_entities(step_metrics(ep), step=ep.steps[-1])
         self.client.log_batch(self.run_id, metrics=metrics)
+
+
+def last_logged_step(run_id: str) -> int:
+    """The highest step of the run's per-step metrics (-1 if none): where a resume picks up."""
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient().get_metric_history(run_id, "dev_loss_mean")
+    return max((m.step for m in history), default=-1)
 
 
 def _metric_entities(metrics: dict[str, float], step: int) -> list[Any]:

@@ -20,11 +20,17 @@ from tests.conftest import FAST_ENV, REPO
 FAST_SETS = [arg for s in FAST_ENV for arg in ("--set", s)]
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs write ./checkpoints: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "mosgym.run", "--no-progress", *args],
-        cwd=REPO,
+        cwd=Path.cwd(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -232,7 +238,7 @@ def test_ctrl_c_marks_the_run_killed(tmp_path: Path) -> None:
             "--set",
             "train.batch_size=4",
         ],
-        cwd=REPO,
+        cwd=tmp_path,
         env={**os.environ, "MLFLOW_TRACKING_URI": uri},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

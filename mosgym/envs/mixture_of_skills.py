@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,53 @@ def build_learner(cfg: EnvConfig, seed: int = 0) -> Learner:
 
         return SimLearner.from_config(cfg, seed=seed)
     raise MosgymError(f"learner: unknown value {cfg.learner!r} (valid: 'hf', 'sim')")
+
+
+def _finite_at_least(low: float) -> Callable[[float], bool]:
+    return lambda v: math.isfinite(v) and v >= low
+
+
+# (dotted key, test, what is required): numbers no learner can run with, caught before any
+# model or data is built (the layers below check names and shapes).
+_VALUE_CHECKS: list[tuple[str, Callable[[float], bool], str]] = [
+    ("train.lr", _finite_at_least(0.0), "a finite number >= 0"),
+    ("train.weight_decay", _finite_at_least(0.0), "a finite number >= 0"),
+    ("train.warmup_ratio", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    ("train.max_grad_norm", _finite_at_least(0.0), "a finite number >= 0 (0: no clipping)"),
+    ("train.probe_size", lambda v: v >= 1, ">= 1"),
+    ("train.n_eval_generate", lambda v: v >= 0, ">= 0"),
+    ("train.eval_max_new_tokens", lambda v: v >= 1, ">= 1"),
+    ("action.logit_scale", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("action.floor", lambda v: 0.0 <= v < 1.0, "in [0, 1/N]"),
+    ("data_seed", lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+]
+_TINY_MODEL_CHECKS: list[tuple[str, Callable[[float], bool], str]] = [
+    ("model.hidden_size", lambda v: v >= 1, ">= 1"),
+    ("model.num_layers", lambda v: v >= 1, ">= 1"),
+    ("model.num_heads", lambda v: v >= 1, ">= 1"),
+    ("model.intermediate_size", lambda v: v >= 1, ">= 1"),
+    ("model.dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+]
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        cfg = getattr(cfg, key)
+    return cfg
+
+
+def check_config(cfg: EnvConfig) -> None:
+    """Everything about a config that can be checked before anything is built."""
+    check_budget(cfg)
+    if not cfg.name.strip():
+        raise MosgymError("name: must be a non-empty string (it names the MLflow experiment)")
+    checks = list(_VALUE_CHECKS)
+    if cfg.learner == "hf" and cfg.model.name == "tiny":
+        checks += _TINY_MODEL_CHECKS
+    for key, ok, need in checks:
+        value = _get(cfg, key)
+        if not ok(value):
+            raise MosgymError(f"{key}: must be {need}, got {value!r}")
 
 
 def check_budget(cfg: EnvConfig) -> None:
@@ -102,7 +150,8 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
     Every step: ``mixture``, ``skill_rewards``, ``raw_skill_rewards``, ``dev_loss``,
     ``train_loss`` (per skill; the last value where not drawn in this step),
     ``train_examples`` (examples drawn per skill in this step), ``step_loss``, ``examples_seen``,
-    ``tokens_seen``, ``step``, ``probe_skipped``, ``skill_names``. reset(): ``skill_names``,
+    ``tokens_seen``, ``step``, ``probe_skipped``, ``reward_fallback`` (per skill: the reward
+    could not be computed and was filled in), ``skill_names``. reset(): ``skill_names``,
     ``dev_loss``, ``mixture``, ``train_sizes``.
 
     ## Arguments
@@ -129,10 +178,15 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
         if render_mode is not None:
             raise MosgymError(f"render_mode {render_mode!r} is not supported (none is)")
         self.config = load_env_config(config, overrides, **kwargs)
-        check_budget(self.config)
+        check_config(self.config)
         self.learner = learner if learner is not None else build_learner(self.config)
         self.skill_names = list(self.learner.skill_names)
         n = len(self.skill_names)
+        if self.config.action.floor * n > 1.0:
+            raise MosgymError(
+                f"action.floor: must lie in [0, 1/N] = [0, {1.0 / n:.4g}] for N={n} skills, got "
+                f"{self.config.action.floor}"
+            )
         self.rewards = RewardComputer(
             self.config.reward, self.skill_names, self.config.train.probe_size
         )
@@ -233,6 +287,7 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
             "tokens_seen": np.asarray(self.learner.tokens_seen).copy(),
             "step": int(self.learner.step),
             "probe_skipped": int(result.probe_skipped),
+            "reward_fallback": np.asarray(result.fallback, dtype=bool).copy(),
             "skill_names": list(self.skill_names),
         }
         if final is not None:
