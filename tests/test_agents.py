@@ -552,3 +552,13 @@ def test_bad_agent_yaml(tmp_path: Path, text: str, match: str) -> None:
     path.write_text(text)
     with pytest.raises(MosgymError, match=match):
         make_agent(load_agent_config(path))
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [({"warmup_max_iters": -1}, "warmup_max_iters"), ({"init_logit": float("nan")}, "init_logit")],
+)
+def test_bad_mos_settings_fail_at_construction(params: dict, field: str) -> None:
+    cfg = load_agent_config({"name": "m", "kind": "mos", "params": params})
+    with pytest.raises(MosgymError, match=field):
+        make_agent(cfg)

@@ -167,9 +167,11 @@ class MosAgent:
     def __init__(self, name: str, params: MosParams) -> None:
         if params.scorer not in ("logits", "mlp"):
             raise MosgymError(f"agent {name}: params.scorer must be 'logits' or 'mlp'")
-        for key in ("hidden_size", "update_steps", "lr", "warmup_tol"):
+        for key in ("hidden_size", "update_steps", "lr", "warmup_tol", "warmup_max_iters"):
             if not getattr(params, key) > 0:
                 raise MosgymError(f"agent {name}: params.{key} must be > 0")
+        if not math.isfinite(params.init_logit):
+            raise MosgymError(f"agent {name}: params.init_logit must be a finite number")
         self.name = name
         self.params = params
         self.tau = resolve_tau(params.prior_tau, f"agent {name}: params.prior_tau")
