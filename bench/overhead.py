@@ -57,6 +57,8 @@ def main() -> None:
     p.add_argument("--probe", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. model.hidden_size=1024")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,6 +69,7 @@ def main() -> None:
         f"train.probe_size={args.probe}",
         f"train.eval_batch_size={args.probe}",
         "train.n_eval_generate=0",
+        *args.set,
     ]
     env = MixtureOfSkillsEnv(args.env, overrides=overrides)
     print(
@@ -89,6 +92,8 @@ def main() -> None:
         med = statistics.median(ts)
         print(f"{v:<12} {med:>9.2f}  {med / base:>6.3f}   {runs}")
     print("goal: ratio <= 1.03 (the paper: about 1.20)")
+    if torch.cuda.is_available():
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -145,18 +145,22 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. model.hidden_size=1024")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_env_config(
         args.env,
-        [f"train.batch_size={args.batch}", f"train.total_steps={args.steps}", "train.interval=1"],
+        [f"train.batch_size={args.batch}", f"train.total_steps={args.steps}", "train.interval=1"]
+        + args.set,
     )
     learner = build_learner(cfg, seed=0)
     n = len(learner.skill_names)
     batches = record_batches(learner, np.full(n, 1.0 / n), args.steps)
     lengths = learner._data[TRAIN].lengths
     tokens = sum(int(lengths[b].sum()) for b in batches[args.warmup :])
+    mean_len = tokens / ((args.steps - args.warmup) * args.batch)
     ours, theirs = [], []
     for _ in range(args.repeats):
         ours.append(tokens / time_learner(learner, batches, args.warmup))
@@ -165,12 +169,14 @@ def main() -> None:
     n_params = learner.loaded.n_params
     print(
         f"model {cfg.model.name} ({n_params / 1e6:.2f}M params) on {learner.device}, "
-        f"batch {args.batch}, {args.steps - args.warmup} timed steps, {args.repeats} repeats"
+        f"batch {args.batch} (mean {mean_len:.0f} tokens/example), "
+        f"{args.steps - args.warmup} timed steps, {args.repeats} repeats"
     )
     print(f"mosgym learner : {a:>12,.0f} tokens/s  ({6 * n_params * a / 1e12:.3f} TFLOP/s)")
     print(f"HF Trainer     : {b:>12,.0f} tokens/s  ({6 * n_params * b / 1e12:.3f} TFLOP/s)")
     print(f"ratio (learner / Trainer): {a / b:.3f}   goal >= 1.0")
     if learner.device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
         name = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
         if peak:

@@ -142,6 +142,23 @@ def find_target(runs: list[RunData], reference: str) -> Target:
     return Target(reference, float(mean[-1]), steps_to_target(grid, mean, float(mean[-1])))
 
 
+def mean_curve_speedups(
+    runs: list[RunData], agents: list[str], target: Target
+) -> dict[str, tuple[float, float]]:
+    """agent -> (step its mean-over-seeds curve first reaches the target, speed-up ratio).
+
+    The paper's Figure 3 statement is about mean curves; unlike the per-run speed-up (where a
+    reference seed ending above the reference's mean never reaches the target and scores 0),
+    the reference here scores exactly 1.
+    """
+    out = {}
+    for a in agents:
+        grid, values = agent_curve(runs, a)
+        reached = steps_to_target(grid, values.mean(axis=0), target.loss)
+        out[a] = (reached, speedup(target.ref_steps, reached))
+    return out
+
+
 def score_run(r: RunData, m: Metric, target: Target) -> float:
     """One run's score on `m`; NaN when the run did not log it."""
     if m.source is not None:
@@ -200,7 +217,8 @@ def summarize(
 
 
 def _num(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:#.4g}"
+    # '#' keeps significant zeros (0.6280); strip the bare point it leaves on integers ("1000.").
+    return "-" if math.isnan(x) else f"{x:#.4g}".rstrip(".")
 
 
 def _cell(point: float, ci: Interval) -> str:
@@ -230,10 +248,17 @@ def _agent_table(
 
 
 def markdown_report(
-    experiment: str, rows: list[Row], target: Target, skills: tuple[str, ...], notes: list[str]
+    experiment: str,
+    rows: list[Row],
+    target: Target,
+    skills: tuple[str, ...],
+    notes: list[str],
+    agents: list[str] | None = None,
+    mean_speedups: dict[str, tuple[float, float]] | None = None,
 ) -> str:
-    """The comparison as markdown: aggregates, P(improvement), per-skill results, notes."""
-    agents = sorted({r.agent for r in rows})
+    """The comparison as markdown: aggregates, P(improvement), mean-curve speed-ups, per-skill
+    results, notes. Agents in the given order (default: sorted)."""
+    agents = agents or sorted({r.agent for r in rows})
     ref = target.reference
     parts = [
         f"## mosgym comparison: experiment `{experiment}`",
@@ -248,6 +273,7 @@ def markdown_report(
         f"### Probability of improvement over `{ref}` [95% interval]",
         "",
         *_agent_table(rows, list(HEADLINE), agents, lambda r: _cell(r.poi, r.poi_ci)),
+        *_speedup_table(agents, mean_speedups or {}, ref),
         "",
         "### Per skill (final)",
         "",
@@ -256,6 +282,20 @@ def markdown_report(
     if notes:
         parts += ["", "Notes:", *(f"- {n}" for n in notes)]
     return "\n".join(parts) + "\n"
+
+
+def _speedup_table(
+    agents: list[str], speedups: dict[str, tuple[float, float]], ref: str
+) -> list[str]:
+    if not speedups:
+        return []
+    lines = [[a, _num(speedups[a][0]), _num(speedups[a][1])] for a in agents if a in speedups]
+    return [
+        "",
+        f"### Speed-up of the mean curves (the paper's Figure 3): steps to `{ref}`'s final loss",
+        "",
+        *_table(["agent", "steps to target", "speed-up ↑"], lines),
+    ]
 
 
 CSV_COLUMNS = (
@@ -368,15 +408,21 @@ def compare(
     reference: str | None = None,
     out: Path | None = None,
     n_boot: int = 2000,
+    env: str | None = None,
 ) -> Comparison:
     """Read, aggregate, write the folder atomically, and log the comparison run."""
-    loaded = load_runs(client, experiment, run_ids, agents)
+    loaded = load_runs(client, experiment, run_ids, agents, env)
     runs = loaded.runs
     ref = choose_reference(sorted({r.agent for r in runs}), reference)
     target = find_target(runs, ref)
     metrics = [*HEADLINE, *per_skill_metrics(runs[0].skills)]
     rows = summarize(per_run_scores(runs, metrics, target), metrics, ref, n_boot)
-    md = markdown_report(experiment, rows, target, runs[0].skills, loaded.notes)
+    present = {r.agent for r in runs}
+    order = [a for a in agents if a in present] if agents else sorted(present)
+    mean_speedups = mean_curve_speedups(runs, order, target)
+    md = markdown_report(
+        experiment, rows, target, runs[0].skills, loaded.notes, order, mean_speedups
+    )
 
     def fill(folder: Path) -> None:
         (folder / MD_NAME).write_text(md, encoding="utf-8")
@@ -397,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="MLflow experiment holding the runs")
     p.add_argument("--runs", nargs="+", default=None, metavar="ID", help="only these run ids")
     p.add_argument("--agents", nargs="+", default=None, metavar="A", help="only these agents")
+    p.add_argument("--env", default=None, help="only runs of this env config (tag mosgym.env)")
     p.add_argument("--reference", default=None, help="reference agent (default: *temp*)")
     p.add_argument("--out", type=Path, default=None, help="folder (default ./compare/EXP)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLflow's)")
@@ -412,8 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             raise MosgymError(f"--n-boot {args.n_boot}: use at least 100 bootstrap samples")
         client = make_client(args.tracking_uri)
         result = compare(
-            client, args.experiment, args.runs, args.agents, args.reference, args.out, args.n_boot
-        )
+            client, args.experiment, args.runs, args.agents, args.reference, args.out,
+            args.n_boot, args.env,
+        )  # fmt: skip
     except MosgymError as e:
         print(f"mosgym: error: {e}", file=sys.stderr)
         return 2

@@ -251,17 +251,26 @@ def check_comparable(runs: list[RunData]) -> None:
 
 
 def load_runs(
-    client: Any, experiment: str, run_ids: list[str] | None = None, agents: list[str] | None = None
+    client: Any,
+    experiment: str,
+    run_ids: list[str] | None = None,
+    agents: list[str] | None = None,
+    env: str | None = None,
 ) -> Loaded:
-    """The finished per-seed runs of `experiment` (or of `run_ids`), checked to be comparable."""
+    """The finished per-seed runs of `experiment` (or of `run_ids`; of env config `env` only
+    when given: a sweep over several envs logs them all in one experiment), checked to be
+    comparable."""
     exp_id = experiment_id(client, experiment)
     if run_ids:
         raw = _requested_runs(client, exp_id, run_ids)
     else:
         raw = _search(client, exp_id, f"tags.`{KIND_TAG}` = 'run'")
+    if env is not None:
+        raw = [r for r in raw if r.data.tags.get("mosgym.env") == env]
     kept, notes = _select(raw, agents)
     if not kept:
         what = f"runs {' '.join(run_ids)}" if run_ids else f"experiment '{experiment}'"
+        what += f" (env {env})" if env is not None else ""
         skipped = f" ({len(notes)} unfinished skipped)" if notes else ""
         raise MosgymError(
             f"{what}: no finished runs with tag {KIND_TAG}=run to compare{skipped}; "

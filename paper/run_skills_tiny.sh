@@ -2,7 +2,8 @@
 # The paper's experiments on the embedded default (tiny Llama, built-in skills), 5 seeds each,
 # one MLflow experiment. Then `python -m mosgym.compare --experiment paper-skills-tiny`.
 # Usage: bash paper/run_skills_tiny.sh [agent ...]   (default: every agent below, in order)
-# Cost on 2 CPU cores: about 2 minutes per run, 5 runs per agent.
+# Cost: about 1 to 2 minutes per run on one CPU core, 5 runs per agent. No checkpoints (a sweep
+# restarts per agent); run two copies with disjoint agent lists to use two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -15,5 +16,5 @@ rl="odm odm-discrete ppo a2c sac"
 agents=${*:-$table2 $table3 $table5 $rl}
 for agent in $agents; do
   echo "== $agent ($(date +%H:%M:%S))"
-  $PY -m mosgym.run --agent "$agent" --seeds "$SEEDS" --experiment "$EXPERIMENT" --no-progress -q
+  $PY -m mosgym.run --agent "$agent" --seeds "$SEEDS" --experiment "$EXPERIMENT" --checkpoint-every 0 --no-progress -q
 done

@@ -56,9 +56,12 @@ def log_run(
     accuracy: float = 0.5,
     weights: list[float] | None = None,
     parent: str | None = None,
+    env: str | None = None,
 ) -> str:
     """A run as mosgym.run logs it: tags, params, per-step and final metrics, in one batch."""
     tags = {"mosgym.agent": agent, "mosgym.seed": str(seed), "mosgym.kind": kind}
+    if env:
+        tags["mosgym.env"] = env
     if parent:
         tags["mlflow.parentRunId"] = parent
     rid = client.create_run(exp_id, tags=tags, run_name=f"{agent}__s{seed}").info.run_id
@@ -312,3 +315,39 @@ def test_duplicate_seeds_are_noted() -> None:
 
     runs = [R("mos", "0"), R("mos", "0"), R("mos", "1"), R("uni", "0")]
     assert duplicate_seed_notes(runs) == ["mos has 2 runs with seed 0; each counts"]  # type: ignore[arg-type]
+
+
+def test_mean_curve_speedups_give_the_reference_exactly_one(store, result) -> None:
+    res, _ = result
+    # Mean curves: temp [4, 3.5, 3, 2.5, 2] reaches 2.0 at 40; mos [4, 3.075, 2.4, 2.025, 1.675]
+    # at 30 + 0.025 / 0.35 * 10; uni never does.
+    runs = compare.load_runs(store["client"], "skills", None, None).runs
+    target = compare.find_target(runs, "static-temp")
+    got = compare.mean_curve_speedups(runs, ["static-temp", "mos", "uni"], target)
+    assert got["static-temp"] == (pytest.approx(40.0), pytest.approx(1.0))
+    mos_steps = 30 + 0.025 / 0.35 * 10
+    assert got["mos"] == (pytest.approx(mos_steps), pytest.approx(40 / mos_steps))
+    assert got["uni"] == (math.inf, 0.0)
+    assert "| static-temp | 40.00 | 1.000 |" in res.markdown
+    assert "Speed-up of the mean curves" in res.markdown
+
+
+def test_numbers_in_the_report_have_no_bare_trailing_point() -> None:
+    assert compare._num(1000.0) == "1000"
+    assert compare._num(0.628) == "0.6280"
+    assert compare._num(math.nan) == "-"
+
+
+def test_env_filter_separates_the_envs_of_one_sweep(tmp_path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.create_experiment("sweep")
+    for seed in range(2):
+        for agent in ("static-temp", "mos"):
+            log_run(client, exp, agent, seed, CURVES[agent][seed], env="real")
+            log_run(client, exp, agent, seed, CURVES[agent][seed], env="sim", total_steps=80)
+    with pytest.raises(MosgymError, match="budget|total_steps"):
+        compare.compare(client, "sweep", out=tmp_path / "all", n_boot=200)
+    res = compare.compare(client, "sweep", out=tmp_path / "real", n_boot=200, env="real")
+    assert {r.n for r in res.rows} == {2}
+    with pytest.raises(MosgymError, match="env nope"):
+        compare.compare(client, "sweep", out=tmp_path / "x", n_boot=200, env="nope")
