@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 SEEDS=${SEEDS:-0-4}
 EXPERIMENT=${EXPERIMENT:-paper-skills-tiny}
+ENV=${ENV:-skills-tiny}   # e.g. ENV=mos-demo-smollm2 for the paper's demo files on SmolLM2
 table2="static-prop static-temp static-uni multidds multiuat mos-cossim mos-cossim-ema mos-diff mos-diff-ema"
 table3="mos-prior-tau1 mos-prior-tau10"   # tau = inf is mos-cossim-ema (mos-prior-uni is the same)
 table5="mospec-cossim mospec-diff"
@@ -16,5 +17,5 @@ rl="odm odm-discrete ppo a2c sac"
 agents=${*:-$table2 $table3 $table5 $rl}
 for agent in $agents; do
   echo "== $agent ($(date +%H:%M:%S))"
-  $PY -m mosgym.run --agent "$agent" --seeds "$SEEDS" --experiment "$EXPERIMENT" --checkpoint-every 0 --no-progress -q
+  $PY -m mosgym.run --env "$ENV" --agent "$agent" --seeds "$SEEDS" --experiment "$EXPERIMENT" --checkpoint-every 0 --no-progress -q
 done

@@ -34,6 +34,9 @@ TRUE = {
     "overfit": [0.0, 0.0, 0.05],
     "overfit_epochs": [1.0, 1.0, 1.0],
     "forget": [2e-3, 1e-3, 3e-3],
+    "general_share": [0.4, 0.2, 0.5],
+    "general_rate": 300.0,
+    "general_exponent": 1.2,
 }
 # Static and alternating mixtures: enough variety to tell transfer from forgetting.
 MIXES = [
@@ -75,6 +78,9 @@ def test_replay_reproduces_the_learner_exactly(runs: list[RunCurves]) -> None:
         np.array(t["overfit"]),
         np.array(t["overfit_epochs"]),
         np.array(t["forget"]),
+        np.array(t["general_share"]),
+        t["general_rate"],
+        t["general_exponent"],
     )
     for r in runs:
         pred = simulate_dev_loss(fit, r.steps, r.examples[None], np.array(SIZES, float))[0]
@@ -88,8 +94,10 @@ def _close(fit: FitResult, key: str, rtol: float, skills: list[int]) -> None:
 
 def test_fit_recovers_known_parameters(runs: list[RunCurves]) -> None:
     fit = fit_sim_params(runs, np.array(SIZES))
-    for key in ("floor_loss", "rate", "exponent", "forget", "init_loss"):
+    for key in ("floor_loss", "rate", "exponent", "forget", "init_loss", "general_share"):
         _close(fit, key, 1e-3, [0, 1, 2])
+    assert fit.general_rate == pytest.approx(TRUE["general_rate"], rel=1e-3)
+    assert fit.general_exponent == pytest.approx(TRUE["general_exponent"], rel=1e-3)
     assert fit.overfit[2] == pytest.approx(0.05, rel=1e-3)
     # skills a and b never pass one epoch: their overfitting is unobservable and left at 0
     assert fit.overfit[0] == fit.overfit[1] == 0.0
@@ -97,10 +105,12 @@ def test_fit_recovers_known_parameters(runs: list[RunCurves]) -> None:
 
 
 def test_fit_recovers_parameters_under_noise(runs: list[RunCurves]) -> None:
-    """1% multiplicative noise on every logged dev loss: rates and exponents within 10%.
+    """1% multiplicative noise on every logged dev loss: rates and exponents within 15%.
 
     Stated tolerance: skills without overfitting (a, b); for the tiny repeated skill c the
-    floor, exponent and overfitting slope trade off and are only loosely determined.
+    floor, exponent and overfitting slope trade off and are only loosely determined. (10% held
+    before the general part; its share trades off a little against a skill's own exponent:
+    0.537 for 0.6 on skill a.)
     """
     rng = np.random.default_rng(0)
     noisy = []
@@ -109,8 +119,8 @@ def test_fit_recovers_parameters_under_noise(runs: list[RunCurves]) -> None:
         dev[0] = r.dev_loss[0]
         noisy.append(RunCurves(r.run_id, r.steps, r.examples, dev, r.group))
     fit = fit_sim_params(noisy, np.array(SIZES))
-    _close(fit, "rate", 0.1, [0, 1])
-    _close(fit, "exponent", 0.1, [0, 1])
+    _close(fit, "rate", 0.15, [0, 1])
+    _close(fit, "exponent", 0.15, [0, 1])
     _close(fit, "floor_loss", 0.1, [0, 1])
     np.testing.assert_allclose(fit.transfer, TRUE["transfer"], atol=0.05)
     assert fit_report(fit, noisy, np.array(SIZES), NAMES)["c"]["rel_err"] < 0.02

@@ -11,6 +11,13 @@ runs unchanged on it at thousands of env steps per second. Nothing is loaded: no
   while an exponential flattens far too early and cannot fit a long tail. The ``1 +`` keeps the
   loss finite at E = 0 (base = init). For E < 0 (net negative transfer) the curve continues as
   ``exp(-exponent * E / rate)``, with the same value and slope at 0, and E is clipped at -rate.
+- A general part: a share ``general_share_i`` of the learnable loss is skill-agnostic (the
+  response format, the output alphabet: what a byte-level model learns from any skill first)
+  and falls with G, the examples of all skills, by its own power law:
+  ``f_i = s_i * (1 + G / g_rate) ** -g_exp + (1 - s_i) * (1 + E_i / rate_i) ** -exponent_i``,
+  ``base_i = floor_i + (init_i - floor_i) * f_i``. Real curves of the embedded default show it:
+  every skill's loss falls from 5.5 to 1-3 nats in the first 200 steps whatever the mixture,
+  then each moves with its own data. Without it the calibration fit on those runs was poor.
 - Transfer: c examples of skill j add ``transfer[i][j] * c`` to E_i (diagonal 1 = own data);
   negative entries are interference.
 - Forgetting: while training, E_i decays at ``forget_i`` per optimizer step times the share of
@@ -48,6 +55,7 @@ import numpy as np
 
 from mosgym.config import EnvConfig, SkillConfig, TrainConfig
 from mosgym.envs.sim_dynamics import (
+    General,
     ProbeDraw,
     advance_exposure,
     base_loss,
@@ -108,6 +116,9 @@ class SimLearner:
         self._floor = np.asarray(p.floor_loss, float)
         self._rate = np.asarray(p.rate, float)
         self._exp = np.asarray(p.exponent, float)
+        self._general = General(
+            np.asarray(p.general_share, float), float(p.general_rate), float(p.general_exponent)
+        )
         self._transfer = np.asarray(p.transfer, float)
         self._overfit = np.asarray(p.overfit, float)
         self._ofe = np.asarray(p.overfit_epochs, float)
@@ -176,7 +187,10 @@ class SimLearner:
     def _levels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(dev loss, training-set loss, base loss) now, each (N,); cached until the state moves."""
         if self._cache is None:
-            base = base_loss(self._exposure, self._init, self._floor, self._rate, self._exp)
+            base = base_loss(
+                self._exposure, self._init, self._floor, self._rate, self._exp,
+                self._general, self.consumed.sum(keepdims=True),
+            )  # fmt: skip
             gap = overfit_gap(self.consumed, self.train_sizes, self._overfit, self._ofe)
             self._cache = (base + gap, base * np.exp(-gap / base), base)
         return self._cache

@@ -104,7 +104,10 @@ class BatchSim:
 
     def _levels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.sim
-        base = base_loss(self.exposure, s._init, s._floor, s._rate, s._exp)
+        base = base_loss(
+            self.exposure, s._init, s._floor, s._rate, s._exp,
+            s._general, self.consumed.sum(axis=1, keepdims=True),
+        )  # fmt: skip
         gap = overfit_gap(self.consumed, self.sizes, s._overfit, s._ofe)
         return base + gap, base * np.exp(-gap / base), base
 

@@ -12,17 +12,41 @@ from dataclasses import dataclass
 import numpy as np
 
 
+@dataclass
+class General:
+    """The skill-agnostic part of learning (the response format, the output alphabet): a share of
+    each skill's learnable loss that falls with the examples of *every* skill, G in total.
+    share (N,) in [0, 1); rate and exponent scalars. share 0: none (the plain per-skill model).
+    """
+
+    share: np.ndarray
+    rate: float = 1.0
+    exponent: float = 1.0
+
+    def factor(self, total: np.ndarray) -> np.ndarray:
+        """(..., 1) remaining fraction of the general part after `total` (..., 1) examples."""
+        return np.exp(-self.exponent * np.log1p(np.maximum(total, 0.0) / self.rate))
+
+
 def base_loss(
     exposure: np.ndarray,
     init: np.ndarray,
     floor: np.ndarray,
     rate: np.ndarray,
     exponent: np.ndarray,
+    general: General | None = None,
+    total: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(..., N) loss before overfitting: floor + (init - floor) * (1 + E/rate)^-exponent."""
+    """(..., N) loss before overfitting: floor + (init - floor) * f, where
+    f = (1 + E/rate)^-exponent, or with a general part
+    f = share * (1 + G/g_rate)^-g_exponent + (1 - share) * (1 + E/rate)^-exponent,
+    G = `total` (..., 1), the examples of all skills consumed so far."""
     s = np.maximum(exposure / rate, -1.0)
     log_factor = np.where(s >= 0, np.log1p(np.maximum(s, 0.0)), s)
-    return floor + (init - floor) * np.exp(-exponent * log_factor)
+    factor = np.exp(-exponent * log_factor)
+    if general is not None and total is not None:
+        factor = general.share * general.factor(total) + (1.0 - general.share) * factor
+    return floor + (init - floor) * factor
 
 
 def overfit_gap(

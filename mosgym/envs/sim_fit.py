@@ -1,8 +1,9 @@
 """Fitting the simulator's dynamics to dev-loss curves: pure functions on arrays.
 
 The MLflow side (reading runs, writing the YAML and the report, the CLI) is mosgym.calibrate.
-What is fitted: per skill the floor loss, rate, exponent, overfitting slope and forgetting rate,
-and the off-diagonal transfer matrix, by least squares (scipy.optimize.least_squares) on the log
+What is fitted: per skill the floor loss, rate, exponent, overfitting slope, forgetting rate and
+general share, the general part's rate and exponent, and the off-diagonal transfer matrix, by
+least squares (scipy.optimize.least_squares) on the log
 of the per-skill dev-loss curves, each run replayed through the simulator's own dynamics
 (mosgym.envs.sim_dynamics) from its logged per-skill exposure. The initial loss is the mean
 dev loss at step 0; `overfit_epochs` is fixed (an argument): with the kink of max(0, .) free as
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from mosgym.envs.sim_dynamics import advance_exposure, base_loss, overfit_gap
+from mosgym.envs.sim_dynamics import General, advance_exposure, base_loss, overfit_gap
 from mosgym.errors import MosgymError
 
 
@@ -48,8 +49,17 @@ class FitResult:
     overfit: np.ndarray
     overfit_epochs: np.ndarray
     forget: np.ndarray
+    general_share: np.ndarray | None = None
+    """(N,) skill-agnostic share of the learnable loss (None: 0, no general part)."""
+    general_rate: float = 1.0
+    general_exponent: float = 1.0
     cost: float = float("nan")
     """Final least-squares cost (half the sum of squared log residuals)."""
+
+    def general(self) -> General | None:
+        if self.general_share is None:
+            return None
+        return General(self.general_share, self.general_rate, self.general_exponent)
 
     def sim_block(self) -> dict[str, Any]:
         """The fitted keys of a `sim:` block, as plain YAML data."""
@@ -57,7 +67,11 @@ class FitResult:
         def r(x: np.ndarray) -> Any:
             return np.round(x, 6).tolist()
 
+        share = np.zeros_like(self.init_loss) if self.general_share is None else self.general_share
         return {
+            "general_share": r(share),
+            "general_rate": round(float(self.general_rate), 6),
+            "general_exponent": round(float(self.general_exponent), 6),
             "init_loss": r(self.init_loss),
             "floor_loss": r(self.floor_loss),
             "rate": r(self.rate),
@@ -88,7 +102,10 @@ def simulate_dev_loss(
     for k in range(examples.shape[1]):
         if k:
             e = advance_exposure(e, dn[:, k - 1], dt[k - 1], fit.transfer, fit.forget, fit.rate)
-        base = base_loss(e, fit.init_loss, fit.floor_loss, fit.rate, fit.exponent)
+        total = examples[:, k].sum(axis=-1, keepdims=True)
+        base = base_loss(
+            e, fit.init_loss, fit.floor_loss, fit.rate, fit.exponent, fit.general(), total
+        )
         out[:, k] = base + overfit_gap(examples[:, k], train_sizes, fit.overfit, fit.overfit_epochs)
     return out
 
@@ -113,6 +130,7 @@ class _Layout:
     """(N,) bool: skills whose overfitting slope is free (only those repeated past epochs0)."""
     fit_forget: bool
     fit_transfer: bool
+    fit_general: bool = True
     off: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,15 +143,29 @@ class _Layout:
         overfit[self.overfit_mask], i = x[i : i + m], i + m
         if self.fit_forget:
             forget, i = x[i : i + n], i + n
+        general: dict[str, Any] = {}
+        if self.fit_general:
+            general = {
+                "general_share": x[i : i + n],
+                "general_rate": float(np.exp(x[i + n])),
+                "general_exponent": float(x[i + n + 1]),
+            }
+            i += n + 2
         if self.fit_transfer:
             transfer = np.eye(n)
             transfer[self.off] = x[i:]
         return FitResult(
-            init, x[:n], np.exp(x[n : 2 * n]), x[2 * n : 3 * n], transfer, overfit, epochs0, forget
-        )
+            init, x[:n], np.exp(x[n : 2 * n]), x[2 * n : 3 * n], transfer, overfit, epochs0,
+            forget, **general,
+        )  # fmt: skip
 
     def start_and_bounds(
-        self, init: np.ndarray, floor0: np.ndarray, rate0: np.ndarray, exponent0: float
+        self,
+        init: np.ndarray,
+        floor0: np.ndarray,
+        rate0: np.ndarray,
+        exponent0: float,
+        general_rate0: float = 100.0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = self.n
         x = [floor0, np.log(rate0), np.full(n, exponent0)]
@@ -144,6 +176,10 @@ class _Layout:
             x.append(np.full(k, start))
             lo.append(np.zeros(k))
             hi.append(np.full(k, upper))
+        if self.fit_general:  # shares, log rate, exponent
+            x.append(np.array([*np.full(n, 0.5), np.log(general_rate0), 1.0]))
+            lo.append(np.array([*np.zeros(n), np.log(1.0), 0.02]))
+            hi.append(np.array([*np.full(n, 0.99), np.log(1e8), 5.0]))
         if self.fit_transfer:
             m = n * (n - 1)
             x.append(np.zeros(m))
@@ -180,6 +216,7 @@ def fit_sim_params(
     fit_overfit: bool = True,
     fit_forget: bool = True,
     fit_transfer: bool = True,
+    fit_general: bool = True,
     exponent_starts: tuple[float, ...] = (0.3, 1.0),
 ) -> FitResult:
     """Least-squares fit of the dynamics parameters to dev-loss curves against exposure.
@@ -197,7 +234,7 @@ def fit_sim_params(
     epochs0 = np.full(n, float(overfit_epochs))
     max_epochs = np.max([r.examples[-1] / train_sizes for r in runs], axis=0)
     overfit_mask = (max_epochs > overfit_epochs) & fit_overfit
-    layout = _Layout(n, overfit_mask, fit_forget, fit_transfer)
+    layout = _Layout(n, overfit_mask, fit_forget, fit_transfer, fit_general)
     observed = np.concatenate([np.log(dev[:, 1:]).ravel() for _, _, dev in grids])
 
     def residuals(x: np.ndarray) -> np.ndarray:
@@ -210,7 +247,9 @@ def fit_sim_params(
     rate0 = np.maximum(final / 20.0, 1.0)
     best = None
     for a0 in exponent_starts:
-        x0, lo, hi = layout.start_and_bounds(init, 0.5 * min_dev, rate0, a0)
+        x0, lo, hi = layout.start_and_bounds(
+            init, 0.5 * min_dev, rate0, a0, max(float(final.sum()) / 50.0, 2.0)
+        )
         sol = least_squares(residuals, np.clip(x0, lo, hi), bounds=(lo, hi), x_scale="jac")
         if best is None or sol.cost < best.cost:
             best = sol

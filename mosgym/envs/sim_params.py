@@ -29,6 +29,13 @@ class SimParams:
     """Power-law exponent of the loss against effective exposure."""
     transfer: list[list[float]]
     """N x N: transfer[i][j] = exposure credited to skill i per example of skill j."""
+    general_share: list[float] | None = None
+    """Share of the learnable loss that is skill-agnostic (learnt from every skill's examples;
+    the response format, the alphabet); default 0: none."""
+    general_rate: float = 1.0
+    """Examples (of all skills together) at which the general part has fallen by 2**exponent."""
+    general_exponent: float = 1.0
+    """Power-law exponent of the general part against all examples seen."""
     overfit: list[float] | None = None
     """Dev-loss increase per epoch beyond overfit_epochs (default 0: no overfitting)."""
     overfit_epochs: list[float] | None = None
@@ -62,6 +69,7 @@ class SimParams:
 
 
 _PER_SKILL_DEFAULTS: dict[str, Any] = {
+    "general_share": 0.0,
     "overfit": 0.0,
     "overfit_epochs": 1.0,
     "forget": 0.0,
@@ -109,6 +117,9 @@ def _check_values(p: SimParams, where: str) -> None:
             all(p.transfer[i][i] > 0 for i in range(len(p.transfer))),
             "diagonal entries must be > 0 (training on a skill helps it)",
         ),
+        ("general_share", all(0 <= x < 1 for x in p.general_share or []), "must be in [0, 1)"),
+        ("general_rate", p.general_rate > 0, "must be > 0"),
+        ("general_exponent", p.general_exponent > 0, "must be > 0"),
         ("overfit", all(x >= 0 for x in p.overfit or []), "must be >= 0"),
         ("overfit_epochs", all(x >= 0 for x in p.overfit_epochs or []), "must be >= 0"),
         ("forget", all(0 <= x < 1 for x in p.forget or []), "must be in [0, 1)"),
