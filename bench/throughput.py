@@ -131,7 +131,7 @@ def time_learner(learner: HFLearner, batches: list[np.ndarray], warmup: int) -> 
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-            learner._train_step(index[learner._micro_batch_order(index)])
+            learner._train_step(index[learner._micro_batch_order(index)], np.arange(len(index)))
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - t0

@@ -132,6 +132,10 @@ class TrainConfig:
     """Greedy decoding limit for exact-match accuracy (built-in skills)."""
     n_eval_generate: int = 64
     """Dev examples per skill decoded for exact-match accuracy at the end of a run."""
+    parallel: str = "ddp"
+    """Multi-process training under torchrun: 'ddp' (a full replica per GPU) or 'fsdp'
+    (parameters, gradients and optimizer state sharded: models that do not fit one GPU).
+    Ignored in one process."""
 
 
 @dataclass
@@ -140,7 +144,8 @@ class RewardConfig:
 
     type: str = "cossim"
     """'cossim', 'diff' (the paper); 'multidds', 'multiuat' (the paper's learned baselines);
-    'train_loss' (Online Data Mixing), 'learning_progress', 'excess_loss'; 'none' (zeros: for
+    'train_loss' (Online Data Mixing), 'learning_progress', 'mean_progress' (decrease of the
+    mean dev loss, every skill alike: the RL objective itself), 'excess_loss'; 'none' (zeros: for
     agents that ignore rewards, so no probe is computed)."""
     ema: bool = False
     """Smooth rewards over updates with an EMA (the paper's +EMA variants)."""

@@ -29,6 +29,7 @@ REWARD_TYPES = (
     "multiuat",
     "train_loss",
     "learning_progress",
+    "mean_progress",
     "excess_loss",
     "none",
 )
@@ -147,6 +148,18 @@ def ema_update(prev: np.ndarray | None, new: np.ndarray, beta: float) -> np.ndar
 def learning_progress(prev_dev: np.ndarray, dev: np.ndarray) -> np.ndarray:
     """(N,) dev-loss decrease since the last update, prev_dev - dev (positive: still learning)."""
     return np.asarray(prev_dev, dtype=np.float64) - np.asarray(dev, dtype=np.float64)
+
+
+def mean_progress(prev_dev: np.ndarray, dev: np.ndarray) -> np.ndarray:
+    """(N,) the decrease of the MEAN dev loss since the last update, the same for every skill.
+
+    The env's reward p . R is then that decrease whatever the mixture, so an episode's return
+    telescopes to (initial - final) mean dev loss: the objective itself. Mixture-weighted
+    learning progress can be gamed (weight a skill only while it recovers from a rise another
+    skill's training caused); this cannot.
+    """
+    d = float(np.mean(np.asarray(prev_dev, np.float64) - np.asarray(dev, np.float64)))
+    return np.full(len(np.asarray(dev)), d)
 
 
 def excess_loss(dev: np.ndarray, init_dev: np.ndarray) -> np.ndarray:
@@ -305,9 +318,10 @@ class RewardComputer:
             return np.asarray(train_stats.mean_loss, dtype=np.float64), 0
         if dev_loss is None or init_dev_loss is None:
             raise ValueError(f"reward '{kind}' needs dev_loss and init_dev_loss")
-        if kind == "learning_progress":
+        if kind in ("learning_progress", "mean_progress"):
             prev = init_dev_loss if prev_dev_loss is None else prev_dev_loss
-            return learning_progress(prev, dev_loss), 0
+            fn = learning_progress if kind == "learning_progress" else mean_progress
+            return fn(prev, dev_loss), 0
         return excess_loss(dev_loss, init_dev_loss), 0
 
     def _probe_rewards(self, learner: Learner) -> tuple[np.ndarray, int]:

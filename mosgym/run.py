@@ -259,8 +259,10 @@ def resolve_resume(args: argparse.Namespace) -> tuple[RunRequest, dict[str, Any]
             f"--resume continues a run with the configs saved in its checkpoint; drop "
             f"{', '.join(extra)}"
         )
+    from mosgym import distributed
+
     ckpt, folder = resolve_resume_dir(args.resume)
-    state = load_state(folder)
+    state = load_state(folder)  # under torchrun every rank reads the checkpoint rank 0 wrote
     try:
         req = RunRequest(**state["request"])
     except (KeyError, TypeError) as e:
@@ -268,7 +270,8 @@ def resolve_resume(args: argparse.Namespace) -> tuple[RunRequest, dict[str, Any]
     req.checkpoint_dir = str(ckpt.root)
     req.progress = not args.no_progress
     _apply_checkpoint_args(req, args)
-    ckpt.drop_newer(folder)
+    if distributed.is_main():
+        ckpt.drop_newer(folder)
     log.info("resuming from %s", folder)
     return req, state
 
@@ -299,11 +302,16 @@ def _interrupted(signum: int, req: RunRequest | None) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mosgym import faults
+    """Run the request; under torchrun, only rank 0 prints (errors are the same on every rank:
+    the same configs)."""
+    from mosgym import distributed, faults
 
     req: RunRequest | None = None
     with faults.signal_handlers():
         try:
+            distributed.init()
+            if not distributed.is_main():
+                logging.getLogger("mosgym").setLevel(logging.ERROR)
             from mosgym.runner import run_request
 
             if args.resume:
@@ -313,12 +321,18 @@ def _run(args: argparse.Namespace) -> int:
                 req = resolve_request(args)
                 results = run_request(req)
         except MosgymError as e:
-            print(f"mosgym: error: {e}", file=sys.stderr)
+            if distributed.is_main():
+                print(f"mosgym: error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as e:
             signum = int(getattr(e, "signum", signal.SIGINT))
-            print(_interrupted(signum, req), file=sys.stderr)
+            if distributed.is_main():
+                print(_interrupted(signum, req), file=sys.stderr)
             return 128 + signum
+        finally:
+            distributed.teardown()
+    if not distributed.is_main():
+        return 0
     from mosgym.summary import print_summary
 
     print_summary(results)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mosgym import faults, tracking
+from mosgym import distributed, faults, tracking
 from mosgym.checkpoint import CheckpointDir, global_rng_state, set_global_rng_state
 from mosgym.config import EnvConfig, flatten, from_dict
 from mosgym.episode import EpisodeLog, RecordEpisode, run_episode
@@ -168,9 +168,16 @@ def run_request(req: RunRequest, resume: dict[str, Any] | None = None) -> list[S
 
     `resume`: a checkpoint's state (mosgym.checkpoint.load_state); the runs it names are
     continued from where it was saved, with the same MLflow runs.
+
+    Under torchrun only rank 0 runs the agent, MLflow and checkpoints; the other ranks repeat
+    its env calls (mosgym.distributed.follow) and return no results.
     """
     import mlflow
 
+    distributed.init()
+    if not distributed.is_main():
+        _follow_request(req, resume)
+        return []
     ctx, start, first_agent = _prepare(req, resume)
     try:
         if len(req.seeds) == 1:
@@ -188,9 +195,26 @@ def run_request(req: RunRequest, resume: dict[str, Any] | None = None) -> list[S
             finished_id = ctx.parent_run_id
         if ctx.ckpt is not None:
             ctx.ckpt.mark_finished(finished_id)
+        distributed.lead("end")  # on failure torchrun stops the followers instead
     finally:
         ctx.env.close()
     return ctx.results
+
+
+def _follow_request(req: RunRequest, resume: dict[str, Any] | None) -> None:
+    """A rank > 0: the same configs and env as rank 0 (built in the same order, so the
+    collectives inside line up), then rank 0's env calls until it is done."""
+    from mosgym.agents import check_compatible, load_agent_config
+    from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
+
+    env_cfg = from_dict(EnvConfig, req.env, "env config")
+    check_compatible(load_agent_config(req.agent), env_cfg.action.kind)
+    env = MixtureOfSkillsEnv(env_cfg)
+    current = None if resume is None else resume["current"]
+    try:
+        distributed.follow(env, None if current is None else current["env"])
+    finally:
+        env.close()
 
 
 def _prepare(req: RunRequest, resume: dict[str, Any] | None) -> tuple[_Request, int, Any]:
@@ -300,7 +324,8 @@ class SeedRun:
         self.bar = ProgressBar(n, f"seed {seed}", ctx.req.progress, initial=done_steps)
         logged = -1 if current is None else tracking.last_logged_step(run_id)
         self.step_logger = tracking.MlflowStepLogger(run_id, logged_through=logged)
-        self.recorder = RecordEpisode(ctx.env, on_step=self.on_step)
+        env = distributed.Lead(ctx.env) if distributed.active() else ctx.env
+        self.recorder = RecordEpisode(env, on_step=self.on_step)
         self.run_id = run_id
         self.last_checkpoint: Path | None = None
         self.wall_before = 0.0 if current is None else float(current["wall_time_s"])
@@ -342,6 +367,7 @@ class SeedRun:
 
     def restore(self, state: dict[str, Any]) -> np.ndarray:
         """Env, agent, episode log and global RNGs as they were at the checkpoint."""
+        distributed.lead("restore")  # every rank loads the checkpoint it read itself
         self.ctx.env.load_state_dict(state["env"])
         self.agent.load_state_dict(state["agent"])
         self.recorder.resume(EpisodeLog.from_state(state["episode"]))

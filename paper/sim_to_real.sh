@@ -15,7 +15,7 @@ if [ "${STAGE:-all}" != deploy ]; then
       --experiment "$SIM_EXPERIMENT" --checkpoint-every 0 --no-progress -q > /dev/null
   done
   $PY -m mosgym.sim2real --env envs/sim-skills-tiny.yaml --agent agents/ppo.yaml \
-    --timesteps 200000 --n-envs 16 --seed 0 --set reward.type=learning_progress \
+    --timesteps 200000 --n-envs 16 --seed 0 --set reward.type=mean_progress \
     --set params.hyperparams.gamma=0.99 --set params.hyperparams.n_steps=64 \
     --set params.hyperparams.batch_size=256 --threads 1 \
     --out policies/ppo-sim-skills-tiny.zip --agent-out agents/ppo-from-sim.yaml

@@ -232,6 +232,9 @@ def test_loss_rewards_use_no_probes() -> None:
     lp = computer(type="learning_progress")
     np.testing.assert_allclose(lp.compute(learner, None, dev, None, init).raw, [1.0, 0.0, -1.0])
     np.testing.assert_allclose(lp.compute(learner, None, dev * 0.5, dev, init).raw, [0.5, 1.0, 1.5])
+    mp = computer(type="mean_progress")
+    np.testing.assert_allclose(mp.compute(learner, None, dev, None, init).raw, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(mp.compute(learner, None, dev * 0.5, dev, init).raw, [1.0] * 3)
     exc = computer(type="excess_loss").compute(learner, None, dev, None, init).raw
     np.testing.assert_allclose(exc, [-1.0, 0.0, 1.0])
     assert learner.calls == []

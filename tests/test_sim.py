@@ -53,9 +53,12 @@ def test_base_loss_hand_values() -> None:
     out = base_loss(np.array([300.0]), 4 * one, one, 100 * one, 0.5 * one)
     assert out[0] == pytest.approx(2.5)
     assert base_loss(np.zeros(1), 4 * one, one, 100 * one, 0.5 * one)[0] == pytest.approx(4.0)
-    # negative exposure continues as exp(-a * E/rate): 1 + 3 * exp(0.25)
+    # negative exposure continues as 2 - exp(a * E/rate): 1 + 3 * (2 - exp(-0.25)), bounded by
+    # 1 + 3 * 2 however negative (E is clipped at -rate anyway) and however steep
     neg = base_loss(np.array([-50.0]), 4 * one, one, 100 * one, 0.5 * one)
-    assert neg[0] == pytest.approx(1 + 3 * np.exp(0.25))
+    assert neg[0] == pytest.approx(1 + 3 * (2 - np.exp(-0.25)))
+    steep = base_loss(np.array([-100.0]), 4 * one, one, 100 * one, 5.0 * one)
+    assert 1 + 3 * 1.99 < steep[0] < 1 + 3 * 2
 
 
 def test_overfit_gap_hand_values() -> None:
@@ -370,6 +373,7 @@ def _noiseless_cfg(reward: dict) -> dict:
         {"type": "multiuat"},
         {"type": "train_loss", "ema": True},
         {"type": "learning_progress"},
+        {"type": "mean_progress"},
         {"type": "excess_loss"},
     ],
 )

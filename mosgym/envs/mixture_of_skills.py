@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from mosgym import distributed
 from mosgym.agents.base import EnvSpec
 from mosgym.config import EnvConfig, load_env_config
 from mosgym.envs.mixing import action_to_mixture, validate_action
@@ -31,13 +32,15 @@ def build_learner(cfg: EnvConfig, seed: int = 0) -> Learner:
         from mosgym.learner.hf import HFLearner
         from mosgym.learner.model import load_model
 
+        distributed.init()  # under torchrun: join the process group (a no-op otherwise)
         # The initial model depends on data_seed only: every run seed fine-tunes the same
-        # starting point, as with a pretrained checkpoint.
+        # starting point, as with a pretrained checkpoint (and every rank builds the same one).
         loaded = load_model(cfg.model, seed=cfg.data_seed)
         skill_cfgs = cfg.skills or default_skill_configs()
-        skills = load_skills(
-            skill_cfgs, loaded.tokenizer, cfg.train.max_length, cfg.data_seed, cfg.cache_dir
-        )
+        with distributed.main_first():  # rank 0 fills the tokenization cache the others read
+            skills = load_skills(
+                skill_cfgs, loaded.tokenizer, cfg.train.max_length, cfg.data_seed, cfg.cache_dir
+            )
         return HFLearner(skills, loaded, cfg.train, seed=seed)
     if cfg.learner == "sim":
         from mosgym.envs.sim import SimLearner
@@ -82,6 +85,7 @@ def _get(cfg: Any, dotted: str) -> Any:
 def check_config(cfg: EnvConfig) -> None:
     """Everything about a config that can be checked before anything is built."""
     check_budget(cfg)
+    distributed.check_parallel(cfg.train)
     if not cfg.name.strip():
         raise MosgymError("name: must be a non-empty string (it names the MLflow experiment)")
     checks = list(_VALUE_CHECKS)
@@ -134,8 +138,8 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
     ## Rewards
     The scalar reward is ``sum_i p_i R(i)`` with p the mixture used and R the per-skill reward
     of ``reward.type`` (cossim, diff, multidds, multiuat, train_loss, learning_progress,
-    excess_loss), EMA-smoothed when ``reward.ema``, MoSpec when ``reward.target`` is set. The
-    MoS scorer learns from the vector, ``info["skill_rewards"]``.
+    mean_progress, excess_loss), EMA-smoothed when ``reward.ema``, MoSpec when ``reward.target``
+    is set. The MoS scorer learns from the vector, ``info["skill_rewards"]``.
 
     ## Starting State
     ``reset(seed)`` restores the initial weights, optimizer, schedule and sampler exactly and

@@ -9,8 +9,9 @@ runs unchanged on it at thousands of env steps per second. Nothing is loaded: no
   Power laws, not exponentials: fine-tuning loss against data follows a power law with an
   irreducible term (Hernandez et al. 2021, "Scaling laws for transfer"; Kaplan et al. 2020),
   while an exponential flattens far too early and cannot fit a long tail. The ``1 +`` keeps the
-  loss finite at E = 0 (base = init). For E < 0 (net negative transfer) the curve continues as
-  ``exp(-exponent * E / rate)``, with the same value and slope at 0, and E is clipped at -rate.
+  loss finite at E = 0 (base = init). For E < 0 (net negative transfer) the factor continues as
+  ``2 - exp(exponent * E / rate)``, with the same value and slope at 0, and never passes 2:
+  interference at most doubles the learnable loss (E is also clipped at -rate).
 - A general part: a share ``general_share_i`` of the learnable loss is skill-agnostic (the
   response format, the output alphabet: what a byte-level model learns from any skill first)
   and falls with G, the examples of all skills, by its own power law:

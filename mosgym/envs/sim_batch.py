@@ -210,6 +210,8 @@ class BatchSim:
             out = train_loss.copy()
         elif kind == "learning_progress":
             out = prev_dev - self.dev
+        elif kind == "mean_progress":
+            out = np.repeat((prev_dev - self.dev).mean(axis=1, keepdims=True), self.dev.shape[1], 1)
         elif kind == "excess_loss":
             out = self.dev - s._init
         elif kind == "none":  # agents that ignore rewards (static mixtures)

@@ -42,8 +42,14 @@ def base_loss(
     f = share * (1 + G/g_rate)^-g_exponent + (1 - share) * (1 + E/rate)^-exponent,
     G = `total` (..., 1), the examples of all skills consumed so far."""
     s = np.maximum(exposure / rate, -1.0)
-    log_factor = np.where(s >= 0, np.log1p(np.maximum(s, 0.0)), s)
-    factor = np.exp(-exponent * log_factor)
+    # E < 0 (net negative transfer): 2 - exp(exponent * s) has the power law's value and slope
+    # at 0 and never passes 2, so interference at most doubles the learnable loss (a plain
+    # exponential continuation reached e^exponent times it, up to 148x, which RL agents exploit).
+    factor = np.where(
+        s >= 0,
+        np.exp(-exponent * np.log1p(np.maximum(s, 0.0))),
+        2.0 - np.exp(exponent * np.minimum(s, 0.0)),
+    )
     if general is not None and total is not None:
         factor = general.share * general.factor(total) + (1.0 - general.share) * factor
     return floor + (init - floor) * factor

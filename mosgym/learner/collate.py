@@ -160,6 +160,18 @@ def response_nll(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
     return torch.zeros(len(targets), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)
 
 
+class ResponseNLL(torch.nn.Module):
+    """`response_nll` as a module, so DDP or FSDP can wrap the training forward (they hook
+    `forward`, which response_nll bypasses by calling the base model directly)."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return response_nll(self.model, batch)
+
+
 @dataclass
 class ProbeTensors:
     """Per-example probe numbers of one batch, still on the device."""
@@ -191,10 +203,14 @@ def loss_backward(
     chunks: list[np.ndarray],
     pad: tuple[int, torch.device],
     divisor: float,
+    total: int | None = None,
 ) -> None:
     """Accumulate into .grad the gradient of (mean response NLL over all tokens of `chunks`) /
-    divisor, one backward per chunk."""
-    total = max(int(sum(data.n_response[c].sum() for c in chunks)), 1)
+    divisor, one backward per chunk. `total`: the token count to normalise by when `chunks` are
+    one rank's share of a larger set (default: the tokens of `chunks`)."""
+    if total is None:
+        total = int(sum(data.n_response[c].sum() for c in chunks))
+    total = max(total, 1)
     for chunk in chunks:
         ex_sum = response_nll(model, data.batch(chunk, *pad))
         (ex_sum.sum() / (total * divisor)).backward()

@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from mosgym import distributed
 from mosgym.config import TrainConfig
 from mosgym.data.types import Skill
 from mosgym.errors import MosgymError
 from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
 from mosgym.learner.collate import (
     PackedSplit,
+    ResponseNLL,
     flat_grad,
     loss_backward,
     mean_entropy,
@@ -79,6 +81,9 @@ class HFLearner:
         self._dev_order = np.argsort(self._dev.lengths, kind="stable")
         self._init_state = {k: v.detach().to("cpu", copy=True) for k, v in _weights(self.model)}
         self._init_cache: dict[tuple[int, int], tuple[float, float]] = {}
+        # Under torchrun the training forward goes through DDP; probes and evaluation use the
+        # plain model (no gradient sync), each rank on its share of the examples.
+        self._train_forward = distributed.wrap_for_training(ResponseNLL(self.model))
         self.reset(seed)
 
     # ----------------------------------------------------------------------------------------
@@ -141,15 +146,18 @@ class HFLearner:
         skills = np.zeros((n_steps, batch), dtype=np.int64)
         index = np.zeros((n_steps, batch), dtype=np.int64)
         order = np.zeros((n_steps, batch), dtype=np.int64)
-        sums = torch.zeros((n_steps, batch), dtype=torch.float32, device=self.device)
+        # Every rank draws the same global batch and trains on its positions of it.
+        mine = distributed.shard_positions(batch)
+        sums = torch.zeros((n_steps, len(mine)), dtype=torch.float32, device=self.device)
         self.model.train()
         with self._rng_stream("_torch_train"), self.loaded.autocast():
             for t in range(n_steps):
                 skills[t], index[t] = self._draw_batch(p)
                 order[t] = self._micro_batch_order(index[t])
-                sums[t] = self._train_step(index[t][order[t]])
+                sums[t] = self._train_step(index[t][order[t]], mine)
         self._at_init = self._at_init and n_steps == 0
-        in_order = sums.cpu().numpy().astype(np.float64)  # the one host sync of this call
+        local = {"sums": sums.cpu().numpy().astype(np.float64).T}  # the one host sync
+        in_order = distributed.gather_rows(local, batch)["sums"].T
         per_example = np.zeros_like(in_order)
         np.put_along_axis(per_example, order, in_order, axis=1)
         return self._train_stats(skills, index, per_example)
@@ -174,16 +182,22 @@ class HFLearner:
             return np.argsort(self._data[TRAIN].lengths[index], kind="stable")
         return np.arange(len(index))
 
-    def _train_step(self, index: np.ndarray) -> torch.Tensor:
-        """One optimizer step over `index` split into grad_accum consecutive micro-batches;
-        returns each example's response NLL sum (on the device, in `index` order)."""
+    def _train_step(self, index: np.ndarray, mine: np.ndarray) -> torch.Tensor:
+        """One optimizer step over the global batch `index`, of which this rank trains the
+        positions `mine` (all of them in one process), split into grad_accum consecutive
+        micro-batches; returns those examples' response NLL sums (on the device, in order)."""
         data = self._data[TRAIN]
         total = max(int(data.n_response[index].sum()), 1)
+        world = distributed.world_size()
+        chunks = np.array_split(index[mine], min(self.cfg.grad_accum, len(mine)))
         parts = []
-        for chunk in np.array_split(index, self.cfg.grad_accum):
-            ex_sum = response_nll(self.model, data.batch(chunk, self.pad_id, self.device))
-            # Normalised by the whole batch's response tokens: accumulation-invariant loss.
-            (ex_sum.sum() / total).backward()
+        for i, chunk in enumerate(chunks):
+            with distributed.no_sync(self._train_forward, skip=i < len(chunks) - 1):
+                ex_sum = self._train_forward(data.batch(chunk, self.pad_id, self.device))
+                # Normalised by the whole global batch's response tokens: accumulation- and
+                # rank-invariant loss; times W since DDP averages the ranks' gradients.
+                loss = ex_sum.sum() / total
+                (loss * world if world > 1 else loss).backward()
             parts.append(ex_sum.detach())
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
@@ -251,15 +265,23 @@ class HFLearner:
         return code, self._probe_rng.choice(size, size=min(n, size), replace=False)
 
     def _probe_numbers(self, code: int, index: np.ndarray) -> dict[str, np.ndarray]:
-        """probe_forward over `index` in eval mode, batched by eval_batch_size."""
-        outs = []
-        with self._eval_mode(), torch.inference_mode(), self.loaded.autocast():
-            for chunk in self._chunks(index):
-                outs.append(probe_forward(self.model, self._data[code].batch(chunk, *self._pad)))
-            return {
-                k: torch.cat([getattr(o, k) for o in outs]).float().cpu().numpy().astype(np.float64)
-                for k in ("nll", "seq_nll", "embeddings")
-            }
+        """probe_forward over `index` in eval mode, batched by eval_batch_size; under torchrun
+        each rank computes its share and all get every row, in `index` order."""
+        mine = index[distributed.shard_positions(len(index))]
+        hidden = int(self.model.config.hidden_size)
+        local = {"nll": np.zeros(0), "seq_nll": np.zeros(0), "embeddings": np.zeros((0, hidden))}
+        if len(mine):  # a rank may have none when there are more ranks than examples
+            outs = []
+            with self._eval_mode(), torch.inference_mode(), self.loaded.autocast():
+                for chunk in self._chunks(mine):
+                    batch = self._data[code].batch(chunk, *self._pad)
+                    outs.append(probe_forward(self.model, batch))
+                local = {
+                    k: torch.cat([getattr(o, k) for o in outs]).float().cpu().numpy() for k in local
+                }
+        return distributed.gather_rows(
+            {k: v.astype(np.float64) for k, v in local.items()}, len(index)
+        )
 
     def _initial_nll(self, code: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Initial-model (response, sequence) NLL of `index`, filling the cache on a miss with
@@ -299,9 +321,10 @@ class HFLearner:
         index = self._dev_order
         sums = []
         with self._eval_mode(), torch.inference_mode(), self.loaded.autocast():
-            for chunk in self._chunks(index):
+            for chunk in self._chunks(index[distributed.shard_positions(len(index))]):
                 sums.append(response_nll(self.model, self._dev.batch(chunk, *self._pad)))
-        total = torch.cat(sums).cpu().numpy().astype(np.float64) if sums else np.zeros(0)
+        local = torch.cat(sums).cpu().numpy().astype(np.float64) if sums else np.zeros(0)
+        total = distributed.gather_rows({"sum": local}, len(index))["sum"]
         resp = self._dev.n_response[index]
         ok = resp > 0
         n = len(self.skills)
@@ -329,12 +352,12 @@ class HFLearner:
             return math.nan
         correct = 0
         with self._eval_mode(), torch.inference_mode():
-            for chunk in self._chunks(local):
+            for chunk in self._chunks(local[distributed.shard_positions(len(local))]):
                 ids, mask = self._dev.prompt_batch(self._dev.starts[skill] + chunk, *self._pad)
                 answers = greedy_answers(self.loaded, ids, mask, self.cfg.eval_max_new_tokens)
                 refs = [dev.references[i] for i in chunk]
                 correct += sum(a.strip() == r.strip() for a, r in zip(answers, refs, strict=True))
-        return correct / len(local)
+        return sum(distributed.all_gather_object(correct)) / len(local)
 
     def gradient_alignment(self, n: int, target: int | None = None) -> np.ndarray:
         """(N,) MultiDDS: cosine between each skill's mean-loss gradient on n training examples
@@ -351,23 +374,27 @@ class HFLearner:
                 self.optimizer.zero_grad(set_to_none=True)
                 for s in targets:
                     rows = self._dev.starts[s] + np.arange(min(n, len(self.skills[s].dev)))
-                    loss_backward(
-                        self.model, self._dev, self._chunks(rows), self._pad, len(targets)
-                    )
-                dev = flat_grad(params)
+                    self._sharded_backward(self._dev, rows, len(targets))
+                dev = distributed.all_reduce_sum(flat_grad(params))
                 for s in range(len(self.skills)):
                     self.optimizer.zero_grad(set_to_none=True)
                     local = self._aux_rng.choice(
                         self.train_sizes[s], min(n, self.train_sizes[s]), replace=False
                     )
                     rows = self._data[TRAIN].starts[s] + local
-                    loss_backward(self.model, self._data[TRAIN], self._chunks(rows), self._pad, 1)
-                    out[s] = float(
-                        torch.nn.functional.cosine_similarity(flat_grad(params), dev, dim=0)
-                    )
+                    self._sharded_backward(self._data[TRAIN], rows, 1)
+                    grad = distributed.all_reduce_sum(flat_grad(params))
+                    out[s] = float(torch.nn.functional.cosine_similarity(grad, dev, dim=0))
             finally:
                 self.optimizer.zero_grad(set_to_none=True)
         return out
+
+    def _sharded_backward(self, data: PackedSplit, rows: np.ndarray, divisor: float) -> None:
+        """loss_backward of this rank's share of `rows`, normalised by all of their tokens (the
+        ranks' gradients then sum to the one-process gradient)."""
+        total = int(data.n_response[rows].sum())
+        mine = rows[distributed.shard_positions(len(rows))]
+        loss_backward(self.model, data, self._chunks(mine), self._pad, divisor, total)
 
     def uncertainty(self, n: int, samples: int) -> np.ndarray:
         """(N,) MultiUAT: mean predictive entropy over the response tokens of the first n dev

@@ -25,6 +25,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from mosgym import distributed
 from mosgym.config import ModelConfig
 from mosgym.errors import MosgymError
 from mosgym.learner.tokenizer import CHAT_TEMPLATE, build_byte_tokenizer
@@ -63,7 +64,7 @@ class LoadedModel:
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when present, else CPU; anything else is checked and returned."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -72,6 +73,8 @@ def resolve_device(name: str) -> torch.device:
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MosgymError(f"model.device: {name!r} requested but CUDA is not available (use auto)")
+    if device.type == "cuda" and device.index is None and distributed.active():
+        device = torch.device("cuda", distributed.local_rank())  # one GPU per torchrun rank
     return device
 
 

@@ -1,0 +1,313 @@
+"""Multi-process fine-tuning (torchrun, DDP, gloo on CPU): 2 ranks give the single-process
+mixture path and rewards, every rank holds the same mixture, only rank 0 records and saves.
+
+The ranks run this module as a script (`python -m tests.test_distributed MODE OUT ARGS`), so
+the same code drives the single-process reference in the pytest process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+AGENTS = ("mos-cossim", "mos-diff")
+# A 1-layer model, T = 20 steps, S = 5: four scheduler decisions per episode.
+OVERRIDES = [
+    "model.hidden_size=32",
+    "model.num_layers=1",
+    "model.num_heads=2",
+    "model.intermediate_size=64",
+    "train.total_steps=20",
+    "train.interval=5",
+    "train.batch_size=4",
+    "train.grad_accum=2",
+    "train.probe_size=5",
+    "train.eval_batch_size=2",
+    "train.n_eval_generate=3",
+    "train.eval_max_new_tokens=4",
+]
+CLI_SETS = [a for s in OVERRIDES if "grad_accum" not in s for a in ("--set", s)]
+RTOL = 1e-5
+"""2 ranks vs 1 process: the same examples and updates, summed in another order."""
+
+
+# --------------------------------------------------------------------------------------------
+# What the ranks run
+
+
+def run_episodes(out: Path) -> None:
+    """One seed-0 episode per MoS agent; every rank writes what its env saw."""
+    from mosgym import distributed
+    from mosgym.agents import load_agent_config, make_agent
+    from mosgym.config import to_dict
+    from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
+    from mosgym.episode import RecordEpisode, run_episode
+
+    record: dict[str, Any] = {}
+    for name in AGENTS:
+        agent_cfg = load_agent_config(REPO / "agents" / f"{name}.yaml")
+        env = MixtureOfSkillsEnv(
+            REPO / "envs" / "skills-tiny.yaml", OVERRIDES, reward=to_dict(agent_cfg.reward)
+        )
+        if distributed.is_main():
+            rec = RecordEpisode(distributed.Lead(env) if distributed.active() else env)
+            agent = make_agent(agent_cfg)
+            agent.setup(env.spec_info, 0)
+            run_episode(rec, agent, seed=0)
+            distributed.lead("end")
+        else:
+            rec = RecordEpisode(env)
+            distributed.follow(rec)
+        ep = rec.log
+        record[name] = {
+            "mixture": np.array(ep.mixture).tolist(),
+            "skill_rewards": np.array(ep.skill_rewards[1:]).tolist(),
+            "dev_loss": np.array(ep.dev_loss).tolist(),
+            "train_loss": ep.train_loss[1:],
+        }
+    # The learned baselines' signals, called on every rank in step: MultiDDS gradients are
+    # sharded and summed over ranks, MultiUAT entropies are computed whole on each rank.
+    record["multidds"] = env.learner.gradient_alignment(5).tolist()
+    record["multiuat"] = env.learner.uncertainty(3, 1).tolist()
+    (out / f"rank{distributed.rank()}.json").write_text(json.dumps(record))
+    distributed.teardown()
+
+
+def run_cli(out: Path, argv: list[str]) -> int:
+    """`python -m mosgym.run ARGV`, noting on this rank's file every MLflow run it starts and
+    every checkpoint it writes."""
+    import mlflow
+
+    from mosgym import checkpoint, run
+
+    rank = os.environ.get("RANK", "0")
+    calls = out / f"calls{rank}.txt"
+    save, start_run = checkpoint.CheckpointDir.save, mlflow.start_run
+
+    def noted(kind: str, f: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with open(calls, "a") as fh:
+                fh.write(kind + "\n")
+            return f(*args, **kwargs)
+
+        return wrapper
+
+    checkpoint.CheckpointDir.save = noted("checkpoint", save)  # type: ignore[method-assign]
+    mlflow.start_run = noted("mlflow_run", start_run)
+    return run.main(["--no-progress", *argv])
+
+
+def run_drift() -> None:
+    """Equal values pass the cross-rank check (NaN included); rank-dependent ones must not."""
+    from mosgym import distributed
+
+    distributed.init()
+    distributed.check_same("x", np.array([0.5, np.nan]))
+    print("agree", flush=True)
+    distributed.check_same("x", np.array([0.5, distributed.rank()]))
+    print("drift not caught", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Launching
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+        "XDG_CACHE_HOME": str(tmp / "cache"),
+    }
+
+
+def torchrun(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    """2 ranks of this module under torchrun (the launcher users run)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    cmd += ["--master-port", str(_free_port()), "-m", "tests.test_distributed", *args]
+    return subprocess.run(cmd, cwd=tmp, env=_env(tmp), capture_output=True, text=True, timeout=300)
+
+
+def launch_ranks(tmp: Path, world: int, *args: str) -> list[subprocess.CompletedProcess]:
+    """`world` ranks started by hand with torchrun's variables, so that each rank's own
+    output can be read (torchrun adds its own failure report)."""
+    port = str(_free_port())
+    procs = []
+    for r in range(world):
+        env = {
+            **_env(tmp),
+            **{"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world)},
+            **{"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port},
+        }
+        cmd = [sys.executable, "-m", "tests.test_distributed", *args]
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    done = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return done
+
+
+def _ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_one_process_is_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without torchrun no process group exists and every helper is the identity."""
+    from mosgym import distributed
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    distributed.init()
+    assert not distributed.active() and distributed.is_main() and distributed.world_size() == 1
+    np.testing.assert_array_equal(distributed.shard_positions(5), np.arange(5))
+    rows = {"nll": np.array([3.0, 1.0])}
+    assert distributed.gather_rows(rows, 2) is rows
+    assert distributed.broadcast_object(("step", 1)) == ("step", 1)
+    assert distributed.all_gather_object(7) == [7]
+
+
+def test_parallel_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mosgym import distributed
+    from mosgym.config import TrainConfig
+    from mosgym.errors import MosgymError
+
+    with pytest.raises(MosgymError, match="train.parallel: unknown value 'zero'"):
+        distributed.check_parallel(TrainConfig(parallel="zero"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    distributed.check_parallel(TrainConfig(batch_size=3, parallel="fsdp"))  # one process
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    distributed.check_parallel(TrainConfig(batch_size=12))
+    with pytest.raises(MosgymError) as e:
+        distributed.check_parallel(TrainConfig(batch_size=16))
+    assert str(e.value) == (
+        "train.batch_size=16 is not divisible by the world size 3: set train.batch_size to a "
+        "multiple of 3 or launch with --nproc-per-node that divides it"
+    )
+    with pytest.raises(MosgymError, match="fsdp: sharded training is not supported yet"):
+        distributed.check_parallel(TrainConfig(batch_size=12, parallel="fsdp"))
+
+
+def test_ranks_that_drift_apart_are_stopped(tmp_path: Path) -> None:
+    """The per-step cross-rank check compares bitwise and fails every rank on a mismatch."""
+    procs = launch_ranks(tmp_path, 2, "drift", str(tmp_path))
+    for p in procs:
+        assert p.returncode != 0
+        assert p.stdout.split() == ["agree"]
+        assert "RuntimeError: ranks disagree on x: [[0.5, 0.0], [0.5, 1.0]]" in p.stderr
+
+
+@pytest.mark.slow
+def test_two_ranks_match_one_process_and_each_other(tmp_path: Path) -> None:
+    """(1) the mixture path, rewards, dev and training losses of 2 DDP ranks equal one
+    process's within RTOL, and so do the MultiDDS and MultiUAT signals; (2) both ranks hold
+    bitwise the same mixtures and rewards at every interval."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    run_episodes(tmp_path / "one")
+    _ok(torchrun(tmp_path, "episodes", str(tmp_path / "two")))
+    one = json.loads((tmp_path / "one" / "rank0.json").read_text())
+    rank0 = json.loads((tmp_path / "two" / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "two" / "rank1.json").read_text())
+    assert rank0 == rank1  # every rank, every interval, exactly
+    for key in ("multidds", "multiuat"):
+        assert len(rank0[key]) == 6
+        np.testing.assert_allclose(rank0[key], one[key], rtol=RTOL, atol=1e-6, err_msg=key)
+    for name in AGENTS:
+        mixture = np.array(rank0[name]["mixture"])
+        assert mixture.shape == (5, 6)
+        assert np.abs(mixture[-1] - 1 / 6).max() > 1e-3  # the agent did move the mixture
+        for key in ("mixture", "skill_rewards", "dev_loss", "train_loss"):
+            np.testing.assert_allclose(
+                rank0[name][key], one[name][key], rtol=RTOL, atol=1e-6, err_msg=f"{name} {key}"
+            )
+
+
+def test_batch_not_divisible_by_world_size(tmp_path: Path) -> None:
+    """(3) one error line over both ranks, exit status 2 on each, no traceback."""
+    args = ["--env", str(REPO / "envs" / "skills-tiny.yaml"), *CLI_SETS]
+    args += ["--set", "train.batch_size=3"]
+    procs = launch_ranks(tmp_path, 2, "cli", str(tmp_path), *args)
+    assert [p.returncode for p in procs] == [2, 2]
+    lines = [line for p in procs for line in p.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "mosgym: error: train.batch_size=3 is not divisible by the world size 2: set "
+        "train.batch_size to a multiple of 2 or launch with --nproc-per-node that divides it"
+    ]
+    assert not (tmp_path / "mlflow.db").exists() or _n_runs(tmp_path) == 0
+
+
+def _n_runs(tmp: Path) -> int:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+    experiments = client.search_experiments()
+    return len(client.search_runs([e.experiment_id for e in experiments]))
+
+
+def _mixtures(folder: Path) -> np.ndarray:
+    """The mixture path of the finished seed recorded in checkpoint `folder`."""
+    from mosgym.checkpoint import load_state
+
+    return np.array(load_state(folder)["done"][0]["episode"]["mixture"])
+
+
+@pytest.mark.slow
+def test_only_rank_zero_records_and_resume_continues(tmp_path: Path) -> None:
+    """(4) one MLflow run and the checkpoints come from rank 0 only; a 2-rank --resume from
+    an earlier checkpoint (every rank reads it) ends with the same mixture path."""
+    ckpt = tmp_path / "ck"
+    args = ["--env", str(REPO / "envs" / "skills-tiny.yaml"), "--agent", "mos-cossim"]
+    args += [*CLI_SETS, "--checkpoint-dir", str(ckpt), "--keep", "10"]
+    proc = torchrun(tmp_path, "cli", str(tmp_path), *args)
+    _ok(proc)
+    assert "mixture path" in proc.stdout  # rank 0's summary
+    assert proc.stdout.count("mixture path") == 1
+    assert (tmp_path / "calls0.txt").read_text().split() == ["mlflow_run"] + ["checkpoint"] * 6
+    assert not (tmp_path / "calls1.txt").exists()
+    assert _n_runs(tmp_path) == 1
+    first = _mixtures(ckpt / "step-000004")
+    assert first.shape == (5, 6)
+    for f in tmp_path.glob("calls*.txt"):
+        f.unlink()
+    resumed = torchrun(tmp_path, "cli", str(tmp_path), "--resume", str(ckpt / "step-000002"))
+    _ok(resumed)
+    assert (tmp_path / "calls0.txt").read_text().split() == ["mlflow_run"] + ["checkpoint"] * 3
+    assert not (tmp_path / "calls1.txt").exists()
+    assert _n_runs(tmp_path) == 1  # the same run, continued
+    np.testing.assert_array_equal(_mixtures(ckpt / "step-000004"), first)
+
+
+if __name__ == "__main__":
+    mode, out = sys.argv[1], Path(sys.argv[2])
+    if mode == "episodes":
+        run_episodes(out)
+    elif mode == "drift":
+        run_drift()
+    else:
+        sys.exit(run_cli(out, sys.argv[3:]))
