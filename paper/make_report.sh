@@ -20,7 +20,7 @@ table2="static-prop static-temp static-uni multidds multiuat mos-cossim mos-coss
 cmp table2 --agents $table2
 cmp table3 --agents static-temp mos-prior-tau1 mos-prior-tau10 mos-cossim-ema
 cmp table5 --agents static-temp mos-cossim-ema mospec-cossim mospec-diff
-cmp rl --agents static-temp mos-cossim-ema odm odm-discrete ppo a2c sac ppo-from-sim
+cmp rl --agents static-temp mos-cossim-ema mos-prior-tau1 odm ppo a2c sac ppo-from-sim
 echo "== fidelity"
 $PY -m mosgym.fidelity --real "$EXP" --sim "$SIM_EXP" \
   --agents static-prop static-temp static-uni mos-cossim-ema > "$OUT/fidelity.md"

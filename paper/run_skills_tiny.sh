@@ -13,7 +13,7 @@ ENV=${ENV:-skills-tiny}   # e.g. ENV=mos-demo-smollm2 for the paper's demo files
 table2="static-prop static-temp static-uni multidds multiuat mos-cossim mos-cossim-ema mos-diff mos-diff-ema"
 table3="mos-prior-tau1 mos-prior-tau10"   # tau = inf is mos-cossim-ema (mos-prior-uni is the same)
 table5="mospec-cossim mospec-diff"
-rl="odm odm-discrete ppo a2c sac"
+rl="odm ppo a2c sac"   # ppo-from-sim: paper/sim_to_real.sh; odm-discrete also exists
 agents=${*:-$table2 $table3 $table5 $rl}
 for agent in $agents; do
   echo "== $agent ($(date +%H:%M:%S))"
