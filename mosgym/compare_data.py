@@ -87,9 +87,13 @@ def experiment_id(client: Any, name: str) -> str:
     return str(exp.experiment_id)
 
 
-def _search(client: Any, exp_id: str, filter_string: str) -> list[Any]:
+def search_all(
+    client: Any, exp_id: str, filter_string: str, newest_first: bool = False
+) -> list[Any]:
+    """Every active run of the experiment matching the filter, page by page, by start time."""
     from mlflow.entities import ViewType
 
+    order = "DESC" if newest_first else "ASC"
     out: list[Any] = []
     token = None
     while True:
@@ -98,7 +102,7 @@ def _search(client: Any, exp_id: str, filter_string: str) -> list[Any]:
             filter_string,
             ViewType.ACTIVE_ONLY,
             _PAGE,
-            ["attributes.start_time ASC"],
+            [f"attributes.start_time {order}"],
             token,
         )
         out.extend(page)
@@ -125,7 +129,7 @@ def _requested_runs(client: Any, exp_id: str, run_ids: list[str]) -> list[Any]:
                 f"to the one given with --experiment; pass that experiment's runs only"
             )
         if run.data.tags.get(KIND_TAG) == "parent":
-            out.extend(_search(client, exp_id, f"tags.`mlflow.parentRunId` = '{rid}'"))
+            out.extend(search_all(client, exp_id, f"tags.`mlflow.parentRunId` = '{rid}'"))
         else:
             out.append(run)
     return out
@@ -264,7 +268,7 @@ def load_runs(
     if run_ids:
         raw = _requested_runs(client, exp_id, run_ids)
     else:
-        raw = _search(client, exp_id, f"tags.`{KIND_TAG}` = 'run'")
+        raw = search_all(client, exp_id, f"tags.`{KIND_TAG}` = 'run'")
     if env is not None:
         raw = [r for r in raw if r.data.tags.get("mosgym.env") == env]
     kept, notes = _select(raw, agents)

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from mosgym.compare_data import search_all
 from mosgym.errors import MosgymError
 from mosgym.run import RunRequest
 
@@ -28,7 +29,6 @@ log = logging.getLogger("mosgym.sweep")
 KIND, GRID, SPEC = "mosgym.kind", "mosgym.sweep.grid", "mosgym.sweep.spec"
 SWEEP, TRIAL, ATTEMPT, ERROR = "mosgym.sweep", "mosgym.trial", "mosgym.attempt", "mosgym.error"
 PARENT_TAG = "mlflow.parentRunId"
-_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -171,23 +171,7 @@ def record_failure(
 
 def search(client: Any, exp_id: str, filter_string: str) -> list[Any]:
     """All active runs of the experiment matching the filter, newest first."""
-    from mlflow.entities import ViewType
-
-    out: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [exp_id],
-            filter_string,
-            ViewType.ACTIVE_ONLY,
-            _PAGE,
-            ["attributes.start_time DESC"],
-            token,
-        )
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
+    return search_all(client, exp_id, filter_string, newest_first=True)
 
 
 # ---------------------------------------------------------------------------------------------
