@@ -103,6 +103,15 @@ class _Parser(argparse.ArgumentParser):
         raise MosgymError(f"{message} (see python -m mosgym.run --help)")
 
 
+def add_seed_step_set_args(p: argparse.ArgumentParser, seeds_help: str, set_help: str) -> None:
+    """--seeds, --steps and --set, shared by `mosgym.run` and `mosgym.sweep`."""
+    p.add_argument("--seeds", default=None, help=seeds_help)
+    p.add_argument("--steps", type=int, default=None, help="total optimizer steps T")
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=set_help
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     envs = ", ".join(list_configs("envs")) or "(none found)"
     agents = ", ".join(list_configs("agents")) or "(none found)"
@@ -117,15 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--env", default=None, help=f"env config name or path (default {DEFAULT_ENV})")
     p.add_argument("--agent", default=None, help=f"agent config (default {DEFAULT_AGENT})")
-    p.add_argument("--seeds", default=None, help="seed, range or list: 0 | 0-4 | 0,3,7")
-    p.add_argument("--steps", type=int, default=None, help="total optimizer steps T")
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.lr=3e-4, reward.type=diff, agent.params.lr=1e-3",
+    add_seed_step_set_args(
+        p,
+        seeds_help="seed, range or list: 0 | 0-4 | 0,3,7",
+        set_help="override a config key, e.g. train.lr=3e-4, reward.type=diff, "
+        "agent.params.lr=1e-3",
     )
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: env name)")
     p.add_argument(

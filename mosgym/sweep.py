@@ -274,15 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--envs", nargs="+", default=None, metavar="ENV", help="env configs")
     p.add_argument("--agents", nargs="+", default=None, metavar="AGENT", help="agent configs")
-    p.add_argument("--seeds", default=None, help="seed, range or list: 0 | 0-4 | 0,3,7 (0)")
-    p.add_argument("--steps", type=int, default=None, help="total optimizer steps T")
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key in every trial (as in mosgym.run)",
+    from mosgym.run import add_seed_step_set_args
+
+    add_seed_step_set_args(
+        p,
+        seeds_help="seed, range or list: 0 | 0-4 | 0,3,7 (0)",
+        set_help="override a config key in every trial (as in mosgym.run)",
     )
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: env name)")
     p.add_argument("--backend", default="auto", help="auto (default) | ray | sequential")
