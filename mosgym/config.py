@@ -133,9 +133,9 @@ class TrainConfig:
     n_eval_generate: int = 64
     """Dev examples per skill decoded for exact-match accuracy at the end of a run."""
     parallel: str = "ddp"
-    """Multi-process training under torchrun: 'ddp' (a full replica per GPU). 'fsdp' (sharded
-    parameters for models that do not fit one GPU) is reserved and refused for now. Ignored in
-    one process."""
+    """Multi-process training under torchrun: 'ddp' (a full replica per GPU) or 'fsdp' (FSDP2:
+    parameters, gradients and AdamW state sharded over the GPUs, for models that do not fit
+    one). Ignored in one process."""
 
 
 @dataclass

@@ -122,11 +122,6 @@ def check_parallel(train: TrainConfig) -> None:
             f"train.parallel: unknown value {train.parallel!r} (valid: 'ddp', 'fsdp')"
         )
     w = env_world_size()
-    if w > 1 and train.parallel == "fsdp":
-        raise MosgymError(
-            "train.parallel=fsdp: sharded training is not supported yet (probes and evaluation "
-            "read the full model on every rank); use train.parallel=ddp"
-        )
     if w > 1 and train.batch_size % w:
         raise MosgymError(
             f"train.batch_size={train.batch_size} is not divisible by the world size {w}: set "
@@ -247,7 +242,8 @@ class Lead(gym.Wrapper):
 
 def lead(command: str) -> None:
     """Tell the followers to make a call of the raw env: 'restore' (load_state_dict of the
-    checkpoint they read themselves) or 'end'. A no-op in one process."""
+    checkpoint they read themselves), 'state' (state_dict, which gathers a sharded model: rank 0
+    keeps it, the others drop it) or 'end'. A no-op in one process."""
     broadcast_object((command, None))
 
 
@@ -269,6 +265,8 @@ def follow(env: gym.Env, restore: dict[str, Any] | None = None) -> None:
             if restore is None:
                 raise RuntimeError("rank 0 restores a checkpoint but this rank has none")
             base.load_state_dict(restore)  # type: ignore[attr-defined]
+        elif command == "state":
+            base.state_dict()  # type: ignore[attr-defined]
         else:
             raise RuntimeError(f"unknown leader command {command!r}")
 

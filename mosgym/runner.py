@@ -397,6 +397,7 @@ class SeedRun:
         faults.STOP.raise_if_requested()
 
     def save(self, obs: np.ndarray, ep_steps: int) -> None:
+        distributed.lead("state")  # the other ranks take part in gathering a sharded model
         current = {
             "seed": self.seed,
             "run_id": self.run_id,

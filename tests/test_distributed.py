@@ -1,5 +1,6 @@
-"""Multi-process fine-tuning (torchrun, DDP, gloo on CPU): 2 ranks give the single-process
-mixture path and rewards, every rank holds the same mixture, only rank 0 records and saves.
+"""Multi-process fine-tuning (torchrun, DDP and FSDP, gloo on CPU): 2 ranks give the
+single-process mixture path and rewards, every rank holds the same mixture, only rank 0 records
+and saves, and a checkpoint resumes under either (or in one process).
 
 The ranks run this module as a script (`python -m tests.test_distributed MODE OUT ARGS`), so
 the same code drives the single-process reference in the pytest process.
@@ -45,7 +46,7 @@ RTOL = 1e-5
 # What the ranks run
 
 
-def run_episodes(out: Path) -> None:
+def run_episodes(out: Path, parallel: str = "ddp") -> None:
     """One seed-0 episode per MoS agent; every rank writes what its env saw."""
     from mosgym import distributed
     from mosgym.agents import load_agent_config, make_agent
@@ -57,7 +58,9 @@ def run_episodes(out: Path) -> None:
     for name in AGENTS:
         agent_cfg = load_agent_config(REPO / "agents" / f"{name}.yaml")
         env = MixtureOfSkillsEnv(
-            REPO / "envs" / "skills-tiny.yaml", OVERRIDES, reward=to_dict(agent_cfg.reward)
+            REPO / "envs" / "skills-tiny.yaml",
+            [*OVERRIDES, f"train.parallel={parallel}"],
+            reward=to_dict(agent_cfg.reward),
         )
         if distributed.is_main():
             rec = RecordEpisode(distributed.Lead(env) if distributed.active() else env)
@@ -76,9 +79,13 @@ def run_episodes(out: Path) -> None:
             "train_loss": ep.train_loss[1:],
         }
     # The learned baselines' signals, called on every rank in step: MultiDDS gradients are
-    # sharded and summed over ranks, MultiUAT entropies are computed whole on each rank.
+    # sharded and summed over ranks, MultiUAT entropies are computed whole on each rank (under
+    # FSDP from a sharded model).
     record["multidds"] = env.learner.gradient_alignment(5).tolist()
     record["multiuat"] = env.learner.uncertainty(3, 1).tolist()
+    from torch.distributed.tensor import DTensor
+
+    record["sharded"] = isinstance(next(env.learner.model.parameters()), DTensor)
     (out / f"rank{distributed.rank()}.json").write_text(json.dumps(record))
     distributed.teardown()
 
@@ -209,8 +216,42 @@ def test_parallel_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         "train.batch_size=16 is not divisible by the world size 3: set train.batch_size to a "
         "multiple of 3 or launch with --nproc-per-node that divides it"
     )
-    with pytest.raises(MosgymError, match="fsdp: sharded training is not supported yet"):
-        distributed.check_parallel(TrainConfig(batch_size=12, parallel="fsdp"))
+    distributed.check_parallel(TrainConfig(batch_size=12, parallel="fsdp"))
+
+
+def test_fsdp_refuses_a_compiled_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mosgym.config import load_env_config
+    from mosgym.envs.mixture_of_skills import check_config
+    from mosgym.errors import MosgymError
+
+    sets = ["model.compile=true", "train.parallel=fsdp", "train.batch_size=32"]
+    cfg = load_env_config(REPO / "envs" / "skills-tiny.yaml", sets)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    check_config(cfg)  # one process: parallel is ignored
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(MosgymError, match="model.compile with train.parallel=fsdp"):
+        check_config(cfg)
+    cfg.train.parallel = "ddp"
+    check_config(cfg)
+
+
+def test_sharded_evaluation_runs_in_lockstep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under FSDP every forward is a collective: each rank gets its strided share of the
+    examples, padded with not-real chunks to the largest rank's count."""
+    from mosgym import distributed
+    from mosgym.learner.sharded import lockstep_chunks
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    index = np.arange(10, 15)  # 5 examples over 2 ranks: 3 and 2, in chunks of 2
+    for rank, mine in [(0, [[10, 12], [14]]), (1, [[11, 13], [10]])]:
+        monkeypatch.setattr(distributed, "rank", lambda r=rank: r)
+        chunks = lockstep_chunks(index, 2, sharded=True)
+        assert [c.tolist() for c, _ in chunks] == mine
+        assert [real for _, real in chunks] == [True, rank == 0]
+        unpadded = lockstep_chunks(index, 2, sharded=False)  # DDP: no padding
+        assert [c.tolist() for c, _ in unpadded] == mine[: 2 - rank]
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    assert lockstep_chunks(np.arange(1), 4, sharded=True)[0][1] is False  # nothing of its own
 
 
 def test_ranks_that_drift_apart_are_stopped(tmp_path: Path) -> None:
@@ -223,18 +264,20 @@ def test_ranks_that_drift_apart_are_stopped(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_ranks_match_one_process_and_each_other(tmp_path: Path) -> None:
-    """(1) the mixture path, rewards, dev and training losses of 2 DDP ranks equal one
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_ranks_match_one_process_and_each_other(tmp_path: Path, parallel: str) -> None:
+    """(1) the mixture path, rewards, dev and training losses of 2 DDP or FSDP ranks equal one
     process's within RTOL, and so do the MultiDDS and MultiUAT signals; (2) both ranks hold
     bitwise the same mixtures and rewards at every interval."""
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     run_episodes(tmp_path / "one")
-    _ok(torchrun(tmp_path, "episodes", str(tmp_path / "two")))
+    _ok(torchrun(tmp_path, "episodes", str(tmp_path / "two"), parallel))
     one = json.loads((tmp_path / "one" / "rank0.json").read_text())
     rank0 = json.loads((tmp_path / "two" / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "two" / "rank1.json").read_text())
     assert rank0 == rank1  # every rank, every interval, exactly
+    assert rank0.pop("sharded") is (parallel == "fsdp") and one.pop("sharded") is False
     for key in ("multidds", "multiuat"):
         assert len(rank0[key]) == 6
         np.testing.assert_allclose(rank0[key], one[key], rtol=RTOL, atol=1e-6, err_msg=key)
@@ -278,12 +321,15 @@ def _mixtures(folder: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_only_rank_zero_records_and_resume_continues(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_only_rank_zero_records_and_resume_continues(tmp_path: Path, parallel: str) -> None:
     """(4) one MLflow run and the checkpoints come from rank 0 only; a 2-rank --resume from
-    an earlier checkpoint (every rank reads it) ends with the same mixture path."""
+    an earlier checkpoint (every rank reads it) ends with the same mixture path. Under FSDP the
+    checkpoint holds the whole model: one process resumes it too."""
     ckpt = tmp_path / "ck"
     args = ["--env", str(REPO / "envs" / "skills-tiny.yaml"), "--agent", "mos-cossim"]
-    args += [*CLI_SETS, "--checkpoint-dir", str(ckpt), "--keep", "10"]
+    args += [*CLI_SETS, "--set", f"train.parallel={parallel}"]
+    args += ["--checkpoint-dir", str(ckpt), "--keep", "10"]
     proc = torchrun(tmp_path, "cli", str(tmp_path), *args)
     _ok(proc)
     assert "mixture path" in proc.stdout  # rank 0's summary
@@ -301,12 +347,15 @@ def test_only_rank_zero_records_and_resume_continues(tmp_path: Path) -> None:
     assert not (tmp_path / "calls1.txt").exists()
     assert _n_runs(tmp_path) == 1  # the same run, continued
     np.testing.assert_array_equal(_mixtures(ckpt / "step-000004"), first)
+    if parallel == "fsdp":  # the gathered checkpoint, resumed by one process
+        assert run_cli(tmp_path, ["--resume", str(ckpt / "step-000002")]) == 0
+        np.testing.assert_allclose(_mixtures(ckpt / "step-000004"), first, rtol=RTOL)
 
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], Path(sys.argv[2])
     if mode == "episodes":
-        run_episodes(out)
+        run_episodes(out, *sys.argv[3:])
     elif mode == "drift":
         run_drift()
     else:

@@ -86,6 +86,11 @@ def check_config(cfg: EnvConfig) -> None:
     """Everything about a config that can be checked before anything is built."""
     check_budget(cfg)
     distributed.check_parallel(cfg.train)
+    if cfg.model.compile and cfg.train.parallel == "fsdp" and distributed.env_world_size() > 1:
+        raise MosgymError(
+            "model.compile with train.parallel=fsdp is not supported (the model is compiled "
+            "before it is sharded); set model.compile=false or train.parallel=ddp"
+        )
     if not cfg.name.strip():
         raise MosgymError("name: must be a non-empty string (it names the MLflow experiment)")
     checks = list(_VALUE_CHECKS)

@@ -7,7 +7,9 @@ the batch's longest example.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,16 +162,18 @@ def response_nll(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
     return torch.zeros(len(targets), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)
 
 
-class ResponseNLL(torch.nn.Module):
-    """`response_nll` as a module, so DDP or FSDP can wrap the training forward (they hook
-    `forward`, which response_nll bypasses by calling the base model directly)."""
+class ModelCall(torch.nn.Module):
+    """Runs `fn(model, *args)` as this module's forward. The helpers here call the base model and
+    the output layer separately, bypassing the model's own forward, which is where DDP and
+    FSDP hook in; every forward of the learner goes through one ModelCall instead, the module
+    that DDP wraps or FSDP shards as its root."""
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return response_nll(self.model, batch)
+    def forward(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.model, *args)
 
 
 @dataclass
@@ -194,35 +198,6 @@ def probe_forward(model: PreTrainedModel, batch: Batch) -> ProbeTensors:
         nll=(nll * resp_mask).sum(1) / resp_mask.sum(1),
         seq_nll=(nll * seq_mask).sum(1) / seq_mask.sum(1),
         embeddings=pooled,
-    )
-
-
-def loss_backward(
-    model: PreTrainedModel,
-    data: PackedSplit,
-    chunks: list[np.ndarray],
-    pad: tuple[int, torch.device],
-    divisor: float,
-    total: int | None = None,
-) -> None:
-    """Accumulate into .grad the gradient of (mean response NLL over all tokens of `chunks`) /
-    divisor, one backward per chunk. `total`: the token count to normalise by when `chunks` are
-    one rank's share of a larger set (default: the tokens of `chunks`)."""
-    if total is None:
-        total = int(sum(data.n_response[c].sum() for c in chunks))
-    total = max(total, 1)
-    for chunk in chunks:
-        ex_sum = response_nll(model, data.batch(chunk, *pad))
-        (ex_sum.sum() / (total * divisor)).backward()
-
-
-def flat_grad(params: list[torch.Tensor]) -> torch.Tensor:
-    """All gradients as one float32 vector (zeros for parameters without a gradient)."""
-    return torch.cat(
-        [
-            (p.grad if p.grad is not None else torch.zeros_like(p)).float().reshape(-1)
-            for p in params
-        ]
     )
 
 

@@ -26,12 +26,11 @@ from mosgym import distributed
 from mosgym.config import TrainConfig
 from mosgym.data.types import Skill
 from mosgym.errors import MosgymError
+from mosgym.learner import sharded
 from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
 from mosgym.learner.collate import (
+    ModelCall,
     PackedSplit,
-    ResponseNLL,
-    flat_grad,
-    loss_backward,
     mean_entropy,
     probe_forward,
     response_nll,
@@ -79,11 +78,19 @@ class HFLearner:
         }
         self._dev = PackedSplit([s.dev for s in skills])
         self._dev_order = np.argsort(self._dev.lengths, kind="stable")
-        self._init_state = {k: v.detach().to("cpu", copy=True) for k, v in _weights(self.model)}
+        # Under torchrun with parallel=fsdp every rank holds a shard of the model (and of the
+        # initial weights below); with ddp the training forward goes through DDP while probes
+        # and evaluation use the plain model. Either way each rank evaluates its share of the
+        # examples.
+        self._sharded = distributed.active() and train.parallel == "fsdp"
+        self._call = ModelCall(self.model)
+        if self._sharded:
+            sharded.shard_model(self._call)
+            self._train_call: torch.nn.Module = self._call
+        else:
+            self._train_call = distributed.wrap_for_training(self._call)
+        self._init_state = sharded.local_weights(self._call)
         self._init_cache: dict[tuple[int, int], tuple[float, float]] = {}
-        # Under torchrun the training forward goes through DDP; probes and evaluation use the
-        # plain model (no gradient sync), each rank on its share of the examples.
-        self._train_forward = distributed.wrap_for_training(ResponseNLL(self.model))
         self.reset(seed)
 
     # ----------------------------------------------------------------------------------------
@@ -92,8 +99,7 @@ class HFLearner:
     def reset(self, seed: int) -> None:
         """Initial weights, a fresh optimizer, step 0, and every RNG stream reseeded."""
         self.seed = seed
-        with torch.no_grad():
-            self.model.load_state_dict(self._init_state)
+        sharded.load_local_weights(self._call, self._init_state)
         self.optimizer = self._make_optimizer()
         self.step = 0
         n = len(self.skills)
@@ -192,15 +198,15 @@ class HFLearner:
         chunks = np.array_split(index[mine], min(self.cfg.grad_accum, len(mine)))
         parts = []
         for i, chunk in enumerate(chunks):
-            with distributed.no_sync(self._train_forward, skip=i < len(chunks) - 1):
-                ex_sum = self._train_forward(data.batch(chunk, self.pad_id, self.device))
+            with distributed.no_sync(self._train_call, skip=i < len(chunks) - 1):
+                ex_sum = self._train_call(response_nll, data.batch(chunk, *self._pad))
                 # Normalised by the whole global batch's response tokens: accumulation- and
                 # rank-invariant loss; times W since DDP averages the ranks' gradients.
                 loss = ex_sum.sum() / total
                 (loss * world if world > 1 else loss).backward()
             parts.append(ex_sum.detach())
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self._params(), self.cfg.max_grad_norm)
         lr = self.cfg.lr * lr_factor(self.step, self.cfg.total_steps, self.cfg.warmup_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -267,18 +273,18 @@ class HFLearner:
     def _probe_numbers(self, code: int, index: np.ndarray) -> dict[str, np.ndarray]:
         """probe_forward over `index` in eval mode, batched by eval_batch_size; under torchrun
         each rank computes its share and all get every row, in `index` order."""
-        mine = index[distributed.shard_positions(len(index))]
         hidden = int(self.model.config.hidden_size)
         local = {"nll": np.zeros(0), "seq_nll": np.zeros(0), "embeddings": np.zeros((0, hidden))}
-        if len(mine):  # a rank may have none when there are more ranks than examples
-            outs = []
-            with self._eval_mode(), torch.inference_mode(), self.loaded.autocast():
-                for chunk in self._chunks(mine):
-                    batch = self._data[code].batch(chunk, *self._pad)
-                    outs.append(probe_forward(self.model, batch))
-                local = {
-                    k: torch.cat([getattr(o, k) for o in outs]).float().cpu().numpy() for k in local
-                }
+        outs = []
+        with self._eval_mode(), self._no_grad(), self.loaded.autocast():
+            for chunk, real in self._my_chunks(index):
+                out = self._call(probe_forward, self._data[code].batch(chunk, *self._pad))
+                if real:
+                    outs.append(out)
+        if outs:  # a rank may have none when there are more ranks than examples
+            local = {
+                k: torch.cat([getattr(o, k) for o in outs]).float().cpu().numpy() for k in local
+            }
         return distributed.gather_rows(
             {k: v.astype(np.float64) for k, v in local.items()}, len(index)
         )
@@ -304,14 +310,12 @@ class HFLearner:
         if self._at_init:
             yield
             return
-        current = {k: v.detach().to("cpu", copy=True) for k, v in _weights(self.model)}
-        with torch.no_grad():
-            self.model.load_state_dict(self._init_state)
+        current = sharded.local_weights(self._call)
+        sharded.load_local_weights(self._call, self._init_state)
         try:
             yield
         finally:
-            with torch.no_grad():
-                self.model.load_state_dict(current)
+            sharded.load_local_weights(self._call, current)
 
     # ----------------------------------------------------------------------------------------
     # Evaluation and the learned baselines' signals
@@ -320,9 +324,11 @@ class HFLearner:
         """(N,) mean over dev examples of their mean response NLL (length-sorted batches)."""
         index = self._dev_order
         sums = []
-        with self._eval_mode(), torch.inference_mode(), self.loaded.autocast():
-            for chunk in self._chunks(index[distributed.shard_positions(len(index))]):
-                sums.append(response_nll(self.model, self._dev.batch(chunk, *self._pad)))
+        with self._eval_mode(), self._no_grad(), self.loaded.autocast():
+            for chunk, real in self._my_chunks(index):
+                nll = self._call(response_nll, self._dev.batch(chunk, *self._pad))
+                if real:
+                    sums.append(nll)
         local = torch.cat(sums).cpu().numpy().astype(np.float64) if sums else np.zeros(0)
         total = distributed.gather_rows({"sum": local}, len(index))["sum"]
         resp = self._dev.n_response[index]
@@ -351,10 +357,12 @@ class HFLearner:
         if len(local) == 0:  # n_eval_generate 0: decoding turned off
             return math.nan
         correct = 0
-        with self._eval_mode(), torch.inference_mode():
-            for chunk in self._chunks(local[distributed.shard_positions(len(local))]):
+        with self._eval_mode(), self._no_grad():
+            for chunk, real in self._my_chunks(local):
                 ids, mask = self._dev.prompt_batch(self._dev.starts[skill] + chunk, *self._pad)
-                answers = greedy_answers(self.loaded, ids, mask, self.cfg.eval_max_new_tokens)
+                answers = self._call(self._greedy, ids, mask)
+                if not real:
+                    continue
                 refs = [dev.references[i] for i in chunk]
                 correct += sum(a.strip() == r.strip() for a, r in zip(answers, refs, strict=True))
         return sum(distributed.all_gather_object(correct)) / len(local)
@@ -367,7 +375,7 @@ class HFLearner:
         if n < 1:
             raise MosgymError(f"gradient_alignment: n must be >= 1, got {n}")
         targets = range(len(self.skills)) if target is None else [self._check_skill(target)]
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self._params()
         out = np.zeros(len(self.skills))
         with self._eval_mode(), self.loaded.autocast():
             try:
@@ -375,7 +383,7 @@ class HFLearner:
                 for s in targets:
                     rows = self._dev.starts[s] + np.arange(min(n, len(self.skills[s].dev)))
                     self._sharded_backward(self._dev, rows, len(targets))
-                dev = distributed.all_reduce_sum(flat_grad(params))
+                dev = self._grad_vector(params)
                 for s in range(len(self.skills)):
                     self.optimizer.zero_grad(set_to_none=True)
                     local = self._aux_rng.choice(
@@ -383,18 +391,26 @@ class HFLearner:
                     )
                     rows = self._data[TRAIN].starts[s] + local
                     self._sharded_backward(self._data[TRAIN], rows, 1)
-                    grad = distributed.all_reduce_sum(flat_grad(params))
-                    out[s] = float(torch.nn.functional.cosine_similarity(grad, dev, dim=0))
+                    grad = self._grad_vector(params)
+                    out[s] = sharded.cosine(grad, dev, self._sharded)
             finally:
                 self.optimizer.zero_grad(set_to_none=True)
         return out
 
     def _sharded_backward(self, data: PackedSplit, rows: np.ndarray, divisor: float) -> None:
-        """loss_backward of this rank's share of `rows`, normalised by all of their tokens (the
-        ranks' gradients then sum to the one-process gradient)."""
-        total = int(data.n_response[rows].sum())
-        mine = rows[distributed.shard_positions(len(rows))]
-        loss_backward(self.model, data, self._chunks(mine), self._pad, divisor, total)
+        """Accumulate into .grad the gradient of (mean response NLL over all tokens of `rows`) /
+        divisor, from this rank's share of `rows` (the ranks' gradients sum to the one-process
+        gradient; FSDP averages them, a scale the cosine ignores). Padding chunks weigh 0."""
+        total = max(int(data.n_response[rows].sum()), 1)
+        for chunk, real in self._my_chunks(rows):
+            ex_sum = self._call(response_nll, data.batch(chunk, *self._pad))
+            (ex_sum.sum() * (1.0 / (total * divisor) if real else 0.0)).backward()
+
+    def _grad_vector(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """The gradient as one vector: this rank's shard of the (already reduced) gradient under
+        FSDP; otherwise the whole gradient, summed over the ranks' shares."""
+        grad = sharded.local_grad(params)
+        return grad if self._sharded else distributed.all_reduce_sum(grad)
 
     def uncertainty(self, n: int, samples: int) -> np.ndarray:
         """(N,) MultiUAT: mean predictive entropy over the response tokens of the first n dev
@@ -405,12 +421,12 @@ class HFLearner:
             raise MosgymError(f"uncertainty: n and samples must be >= 1, got {n}, {samples}")
         out = np.zeros(len(self.skills))
         with self._eval_mode(dropout=samples > 1), self._rng_stream("_torch_aux"):
-            with torch.inference_mode(), self.loaded.autocast():
+            with self._no_grad(), self.loaded.autocast():
                 for s in range(len(self.skills)):
                     rows = self._dev.starts[s] + np.arange(min(n, len(self.skills[s].dev)))
                     chunks = self._chunks(rows)
                     passes = [
-                        mean_entropy(self.model, self._dev, chunks, self._pad)
+                        self._call(mean_entropy, self._dev, chunks, self._pad)
                         for _ in range(samples)
                     ]
                     out[s] = float(torch.stack(passes).double().mean())
@@ -425,8 +441,8 @@ class HFLearner:
         return {
             "skill_names": list(self.skill_names),
             "seed": self.seed,
-            "model": {k: v.detach().to("cpu", copy=True) for k, v in _weights(self.model)},
-            "optimizer": to_cpu(self.optimizer.state_dict()),
+            "model": sharded.full_weights(self._call),
+            "optimizer": to_cpu(sharded.full_optimizer_state(self.optimizer)),
             "step": self.step,
             "consumed": self.consumed.copy(),
             "tokens_seen": self.tokens_seen.copy(),
@@ -448,10 +464,9 @@ class HFLearner:
                 "resume with the same env config"
             )
         self.seed = state["seed"]
-        with torch.no_grad():
-            self.model.load_state_dict(state["model"])
+        sharded.load_full_weights(self._call, state["model"])
         self.optimizer = self._make_optimizer()
-        self.optimizer.load_state_dict(state["optimizer"])
+        sharded.load_full_optimizer_state(self.optimizer, state["optimizer"])
         self.step = int(state["step"])
         self.consumed = np.asarray(state["consumed"], dtype=np.int64).copy()
         self.tokens_seen = np.asarray(state["tokens_seen"], dtype=np.int64).copy()
@@ -478,6 +493,23 @@ class HFLearner:
         size = self.cfg.eval_batch_size
         return [index[i : i + size] for i in range(0, len(index), size)]
 
+    def _greedy(self, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        """greedy_answers, run as a ModelCall (so a sharded model's root weights are gathered);
+        under FSDP every rank decodes as many steps as the slowest."""
+        assert model is self.model
+        n_new = self.cfg.eval_max_new_tokens
+        return greedy_answers(self.loaded, ids, mask, n_new, synced=self._sharded)
+
+    def _params(self) -> list[torch.Tensor]:
+        """The trained parameters, as the optimizer holds them (under FSDP the shards, which
+        are not what model.parameters() lists while the root's weights are gathered)."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _my_chunks(self, index: np.ndarray) -> list[tuple[np.ndarray, bool]]:
+        """This rank's share of `index` in eval batches, each with whether it is real (under
+        FSDP padded so that all ranks run as many forwards)."""
+        return sharded.lockstep_chunks(index, self.cfg.eval_batch_size, self._sharded)
+
     def _check_skill(self, skill: int) -> int:
         if not 0 <= skill < len(self.skills):
             raise MosgymError(f"skill index {skill} out of range 0..{len(self.skills) - 1}")
@@ -492,6 +524,12 @@ class HFLearner:
             yield
         finally:
             self.model.train(was)
+            sharded.reshard(self._call)  # no weights gathered in inference mode stay in use
+
+    def _no_grad(self) -> contextlib.AbstractContextManager:
+        """inference_mode for forwards without backward; no_grad under FSDP, whose gathered
+        weight buffers outlive the block and would be inference tensors otherwise."""
+        return torch.no_grad() if self._sharded else torch.inference_mode()
 
     @contextlib.contextmanager
     def _rng_stream(self, name: str) -> Iterator[None]:
@@ -508,7 +546,3 @@ class HFLearner:
 
 _NP_RNGS = ("_mix_rng", "_probe_rng", "_aux_rng")
 _TORCH_RNGS = ("_torch_train", "_torch_aux")
-
-
-def _weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    return iter(model.state_dict().items())

@@ -234,10 +234,15 @@ def _prepare_tokenizer(tok: PreTrainedTokenizerBase) -> None:
 
 
 def greedy_answers(
-    loaded: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int
+    loaded: LoadedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    synced: bool = False,
 ) -> list[str]:
     """Greedy continuations of left-padded prompts, each cut before its first eos and decoded
-    (other special tokens kept, so they can never make a wrong answer match)."""
+    (other special tokens kept, so they can never make a wrong answer match). `synced`: every
+    rank decodes as many steps as the slowest (a sharded model's forward is a collective)."""
     tok = loaded.tokenizer
     gen = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -248,7 +253,10 @@ def greedy_answers(
     )
     with loaded.autocast():
         out = loaded.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, generation_config=gen
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=gen,
+            synced_gpus=synced,
         )
     answers = []
     for row in out[:, input_ids.shape[1] :].tolist():
