@@ -122,6 +122,11 @@ def check_parallel(train: TrainConfig) -> None:
             f"train.parallel: unknown value {train.parallel!r} (valid: 'ddp', 'fsdp')"
         )
     w = env_world_size()
+    if w > 1 and train.parallel != "fsdp" and os.environ.get("ACCELERATE_USE_FSDP") == "true":
+        log.warning(
+            "accelerate's FSDP settings are not read: mosgym runs DDP; set train.parallel=fsdp "
+            "to shard the model"
+        )
     if w > 1 and train.batch_size % w:
         raise MosgymError(
             f"train.batch_size={train.batch_size} is not divisible by the world size {w}: set "

@@ -48,7 +48,6 @@ from mosgym.learner.schedule import (
     restore_generator,
     seeded_torch_state,
     set_torch_rng,
-    to_cpu,
 )
 
 logger = logging.getLogger(__name__)
@@ -201,7 +200,7 @@ class HFLearner:
             with distributed.no_sync(self._train_call, skip=i < len(chunks) - 1):
                 ex_sum = self._train_call(response_nll, data.batch(chunk, *self._pad))
                 # Normalised by the whole global batch's response tokens: accumulation- and
-                # rank-invariant loss; times W since DDP averages the ranks' gradients.
+                # rank-invariant loss; times W since DDP and FSDP average the ranks' gradients.
                 loss = ex_sum.sum() / total
                 (loss * world if world > 1 else loss).backward()
             parts.append(ex_sum.detach())
@@ -442,7 +441,7 @@ class HFLearner:
             "skill_names": list(self.skill_names),
             "seed": self.seed,
             "model": sharded.full_weights(self._call),
-            "optimizer": to_cpu(sharded.full_optimizer_state(self.optimizer)),
+            "optimizer": sharded.full_optimizer_state(self.optimizer),  # CPU copies
             "step": self.step,
             "consumed": self.consumed.copy(),
             "tokens_seen": self.tokens_seen.copy(),

@@ -166,14 +166,3 @@ def check_train_config(cfg: TrainConfig, probe_sizes: list[int]) -> None:
         )
     if cfg.probe_source == "probe" and min(probe_sizes) == 0:
         raise MosgymError("train.probe_source is 'probe' but a skill has no probe split examples")
-
-
-def to_cpu(obj: Any) -> Any:
-    """Deep copy of nested containers with every tensor cloned to CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(to_cpu(v) for v in obj)
-    return obj
