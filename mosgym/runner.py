@@ -212,7 +212,10 @@ def _follow_request(req: RunRequest, resume: dict[str, Any] | None) -> None:
     env = MixtureOfSkillsEnv(env_cfg)
     current = None if resume is None else resume["current"]
     try:
-        distributed.follow(env, None if current is None else current["env"])
+        # A signal stops rank 0 at the next step boundary, after its checkpoint (gathering a
+        # sharded model needs this rank); it then tells this rank to end.
+        with faults.STOP.deferred():
+            distributed.follow(env, None if current is None else current["env"])
     finally:
         env.close()
 
@@ -384,7 +387,7 @@ class SeedRun:
         self.step_logger(ep)
         self.bar(ep)
         if self.ctx.ckpt is None:
-            faults.STOP.raise_if_requested()
+            _stop_if_requested()
 
     def after_step(self, obs: np.ndarray) -> None:
         """After the agent learnt from the step: checkpoint when due, stop when asked."""
@@ -394,7 +397,7 @@ class SeedRun:
             due = ep_steps % self.ctx.req.checkpoint_every == 0 or self.recorder.log.done
             if due or faults.STOP.requested:
                 self.save(obs, ep_steps)
-        faults.STOP.raise_if_requested()
+        _stop_if_requested()
 
     def save(self, obs: np.ndarray, ep_steps: int) -> None:
         distributed.lead("state")  # the other ranks take part in gathering a sharded model
@@ -422,3 +425,11 @@ def _log_parent_summary(results: list[SeedResult]) -> None:
         if all(math.isfinite(r.metrics[k]) for r in results)
     }
     mlflow.log_metrics(means)
+
+
+def _stop_if_requested() -> None:
+    """Honour a deferred stop at an env-step boundary (where every rank is between
+    collectives): the other ranks are told to end, then this one raises."""
+    if faults.STOP.requested:
+        distributed.lead("end")
+    faults.STOP.raise_if_requested()

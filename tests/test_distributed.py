@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +155,9 @@ def torchrun(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=tmp, env=_env(tmp), capture_output=True, text=True, timeout=300)
 
 
-def launch_ranks(tmp: Path, world: int, *args: str) -> list[subprocess.CompletedProcess]:
+def start_ranks(tmp: Path, world: int, *args: str) -> list[subprocess.Popen]:
     """`world` ranks started by hand with torchrun's variables, so that each rank's own
-    output can be read (torchrun adds its own failure report)."""
+    output can be read (torchrun adds its own failure report) and each can be signalled."""
     port = str(_free_port())
     procs = []
     for r in range(world):
@@ -170,8 +172,13 @@ def launch_ranks(tmp: Path, world: int, *args: str) -> list[subprocess.Completed
                 cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         )
+    return procs
+
+
+def launch_ranks(tmp: Path, world: int, *args: str) -> list[subprocess.CompletedProcess]:
+    """`start_ranks`, waited for."""
     done = []
-    for p in procs:
+    for p in start_ranks(tmp, world, *args):
         stdout, stderr = p.communicate(timeout=300)
         done.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
     return done
@@ -350,6 +357,44 @@ def test_only_rank_zero_records_and_resume_continues(tmp_path: Path, parallel: s
     if parallel == "fsdp":  # the gathered checkpoint, resumed by one process
         assert run_cli(tmp_path, ["--resume", str(ckpt / "step-000002")]) == 0
         np.testing.assert_allclose(_mixtures(ckpt / "step-000004"), first, rtol=RTOL)
+
+
+@pytest.mark.slow
+def test_a_signal_stops_every_rank_after_a_gathered_checkpoint(tmp_path: Path) -> None:
+    """SIGTERM to every rank (what torchrun does on a stop) under FSDP: rank 0 finishes the env
+    step, gathers the sharded model with rank 1's help into a checkpoint, tells rank 1 to end
+    and exits 128 + 15; rank 1 exits 0. The checkpoint holds the whole model."""
+    from mosgym.checkpoint import CheckpointDir, load_state
+    from mosgym.config import load_env_config
+    from mosgym.learner.model import load_model
+
+    ckpt = tmp_path / "ck"
+    sets = [*CLI_SETS, "--set", "train.parallel=fsdp", "--set", "train.total_steps=400"]
+    args = ["--env", str(REPO / "envs" / "skills-tiny.yaml"), "--agent", "mos-cossim", *sets]
+    args += ["--checkpoint-dir", str(ckpt), "--checkpoint-every", "1000"]
+    procs = start_ranks(tmp_path, 2, "cli", str(tmp_path), *args)
+    first = ckpt / "step-000000" / "state.pt"
+    deadline = time.monotonic() + 180
+    while not first.exists():
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.2)
+    time.sleep(1.0)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    errs = [p.communicate(timeout=180)[1] for p in procs]
+    assert [p.returncode for p in procs] == [128 + signal.SIGTERM, 0], errs
+    assert "Traceback" not in errs[0] + errs[1]
+    assert errs[0].strip().splitlines()[-1].startswith("mosgym: interrupted (SIGTERM)")
+    latest = CheckpointDir(ckpt).latest()
+    assert latest is not None and latest.name != "step-000000"
+    current = load_state(latest)["current"]
+    assert int(latest.name.split("-")[1]) == len(current["episode"]["steps"]) - 1
+    saved = current["env"]["learner"]["model"]
+    cfg = load_env_config(REPO / "envs" / "skills-tiny.yaml", OVERRIDES)
+    whole = load_model(cfg.model).model.state_dict()
+    assert {k: tuple(v.shape) for k, v in saved.items()} == {
+        k: tuple(v.shape) for k, v in whole.items()
+    }
 
 
 if __name__ == "__main__":

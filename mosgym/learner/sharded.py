@@ -1,14 +1,13 @@
 """Weights, optimizer state and gradients of a model that may be sharded with FSDP2.
 
-Under ``train.parallel: fsdp`` (torchrun, more than one rank) every decoder layer and the model
-itself go through ``torch.distributed.fsdp.fully_shard``: each rank holds 1/W of every parameter,
-gradient and AdamW moment, and each forward all-gathers a layer's weights just before it runs.
-The learner then needs four things this module provides, each the identity-like plain version in
-one process or under DDP, so the learner has one code path:
-
-Every function takes the `ModelCall` wrapping the model (mosgym.learner.collate): all forwards
-go through it, so it is the FSDP root (FSDP2 keeps the root's weights gathered after a forward
-without backward, and only the root can put them back).
+Under ``train.parallel: fsdp`` (torchrun, more than one rank) every decoder layer and the
+`ModelCall` wrapping the model (mosgym.learner.collate) go through
+``torch.distributed.fsdp.fully_shard``: each rank holds 1/W of every parameter, gradient and
+AdamW moment, and each forward all-gathers a layer's weights just before it runs. Every forward
+of the learner goes through the ModelCall, so it is the FSDP root, and every function here takes
+it (FSDP2 keeps the root's weights gathered after a forward without backward; only the root can
+put them back). The learner needs four things, each the plain version in one process or under
+DDP, so that it has one code path:
 
 - local copies of this rank's weights (the initial weights swapped in for the DIFF reward and
   restored at reset never leave their shard, so host memory does not grow with W);
