@@ -332,7 +332,8 @@ def _mixtures(folder: Path) -> np.ndarray:
 def test_only_rank_zero_records_and_resume_continues(tmp_path: Path, parallel: str) -> None:
     """(4) one MLflow run and the checkpoints come from rank 0 only; a 2-rank --resume from
     an earlier checkpoint (every rank reads it) ends with the same mixture path. Under FSDP the
-    checkpoint holds the whole model: one process resumes it too."""
+    checkpoint holds the whole model: one process resumes it too, and 2 FSDP ranks resume the
+    checkpoint that one process then writes."""
     ckpt = tmp_path / "ck"
     args = ["--env", str(REPO / "envs" / "skills-tiny.yaml"), "--agent", "mos-cossim"]
     args += [*CLI_SETS, "--set", f"train.parallel={parallel}"]
@@ -354,8 +355,10 @@ def test_only_rank_zero_records_and_resume_continues(tmp_path: Path, parallel: s
     assert not (tmp_path / "calls1.txt").exists()
     assert _n_runs(tmp_path) == 1  # the same run, continued
     np.testing.assert_array_equal(_mixtures(ckpt / "step-000004"), first)
-    if parallel == "fsdp":  # the gathered checkpoint, resumed by one process
+    if parallel == "fsdp":  # the gathered checkpoint, resumed by one process, and back
         assert run_cli(tmp_path, ["--resume", str(ckpt / "step-000002")]) == 0
+        np.testing.assert_allclose(_mixtures(ckpt / "step-000004"), first, rtol=RTOL)
+        _ok(torchrun(tmp_path, "cli", str(tmp_path), "--resume", str(ckpt / "step-000003")))
         np.testing.assert_allclose(_mixtures(ckpt / "step-000004"), first, rtol=RTOL)
 
 
