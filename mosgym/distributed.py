@@ -200,8 +200,8 @@ def check_same(what: str, value: np.ndarray) -> None:
 
 
 def wrap_for_training(module: torch.nn.Module) -> torch.nn.Module:
-    """`module` (a loss function of the batch) under DDP; itself in one process. Parameters are
-    broadcast from rank 0 (every rank built the same ones anyway)."""
+    """`module` (the learner's ModelCall, through which every forward goes) under DDP; itself
+    in one process. Parameters are broadcast from rank 0 (every rank built the same ones)."""
     if not active():
         return module
     from torch.nn.parallel import DistributedDataParallel

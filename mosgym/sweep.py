@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from mosgym.errors import MosgymError
+from mosgym.run import add_seed_step_set_args
 from mosgym.sweep_runs import Trial, TrialOutcome
 
 log = logging.getLogger("mosgym.sweep")
@@ -274,8 +275,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--envs", nargs="+", default=None, metavar="ENV", help="env configs")
     p.add_argument("--agents", nargs="+", default=None, metavar="AGENT", help="agent configs")
-    from mosgym.run import add_seed_step_set_args
-
     add_seed_step_set_args(
         p,
         seeds_help="seed, range or list: 0 | 0-4 | 0,3,7 (0)",

@@ -151,7 +151,9 @@ def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         gathered = {}
         for name, value in slots.items():  # one moment at a time: no full copy on the device
             is_tensor = isinstance(value, torch.Tensor)
-            gathered[name] = _full(value).to("cpu", copy=True) if is_tensor else value
+            whole = _full(value) if is_tensor else value
+            if keep:  # the other ranks only take part in the gather: no copies there
+                gathered[name] = whole.to("cpu", copy=True) if is_tensor else whole
         if keep:
             out[index] = gathered
     return {"state": out, "param_groups": state["param_groups"]}
