@@ -21,7 +21,7 @@ import torch
 
 from mosgym.agents import load_agent_config, make_agent
 from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
-from mosgym.episode import RecordEpisode, run_episode
+from mosgym.experiment.episode import RecordEpisode, run_episode
 
 VARIANTS = {
     "static": {"name": "static-temp", "kind": "static", "reward": {"type": "none"},

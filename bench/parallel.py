@@ -37,8 +37,8 @@ def rank_main(out: Path, steps: int, overrides: list[str]) -> None:
     import numpy as np
     from torch.distributed.tensor import DTensor
 
-    from mosgym import distributed
     from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
+    from mosgym.learner import distributed
 
     env = MixtureOfSkillsEnv(REPO / "envs" / "skills-tiny.yaml", overrides)
     learner = env.learner

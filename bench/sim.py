@@ -38,8 +38,8 @@ def rate(fn: Callable[[], int], seconds: float) -> float:
 
 def bench_learner(config: str, reward: str, seconds: float) -> float:
     from mosgym.config import RewardConfig, load_env_config
-    from mosgym.envs.sim import SimLearner
     from mosgym.rewards import RewardComputer
+    from mosgym.sim.learner import SimLearner
 
     cfg = load_env_config(config)
     lr = SimLearner.from_config(cfg, seed=0, where=config)
@@ -80,7 +80,7 @@ def bench_env(config: str, reward: str, seconds: float) -> float:
 
 
 def bench_batch(config: str, reward: str, n_envs: int, seconds: float) -> float:
-    from mosgym.envs.sim_batch import BatchSim
+    from mosgym.sim.batch import BatchSim
 
     batch = BatchSim(config, n_envs, seed=0, reward={"type": reward})
     actions = np.random.default_rng(0).uniform(-1, 1, (16, n_envs, batch.n))
@@ -103,7 +103,7 @@ def bench_ppo(
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import mosgym  # noqa: F401
-    from mosgym.envs.sim_batch import SimVecEnv
+    from mosgym.sim.batch import SimVecEnv
 
     torch.set_num_threads(threads)
     out = {}

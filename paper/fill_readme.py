@@ -12,7 +12,7 @@ import re
 import statistics
 from pathlib import Path
 
-from mosgym.compare_data import make_client
+from mosgym.records.runs import make_client
 
 BLOCK = re.compile(r"(<!-- BEGIN (\S+) -->\n)(.*?)(<!-- END \2 -->)", re.S)
 

@@ -30,8 +30,8 @@ from mlflow.tracking import MlflowClient
 from mosgym.config import SkillConfig
 from mosgym.data import load_skills
 from mosgym.errors import MosgymError
+from mosgym.experiment.run import main
 from mosgym.learner.tokenizer import build_byte_tokenizer
-from mosgym.run import main
 from tests.test_checkpoint import TINY_ENV
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mosgym"

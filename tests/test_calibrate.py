@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import mosgym  # noqa: F401  (registers the envs)
-from mosgym.calibrate import main, read_runs
 from mosgym.config import TrainConfig
-from mosgym.envs.sim import SimLearner, parse_sim_params
-from mosgym.envs.sim_fit import (
+from mosgym.errors import MosgymError
+from mosgym.sim.calibrate import main, read_runs
+from mosgym.sim.fit import (
     FitResult,
     RunCurves,
     fit_report,
@@ -21,7 +21,7 @@ from mosgym.envs.sim_fit import (
     simulate_dev_loss,
     split_holdout,
 )
-from mosgym.errors import MosgymError
+from mosgym.sim.learner import SimLearner, parse_sim_params
 
 NAMES = ["a", "b", "c"]
 SIZES = [20000, 20000, 400]

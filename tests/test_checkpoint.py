@@ -18,15 +18,16 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mosgym.checkpoint import (
+from mosgym.errors import MosgymError
+from mosgym.experiment.checkpoint import (
     CheckpointDir,
     from_safe,
     load_state,
     to_safe,
 )
-from mosgym.errors import MosgymError
-from mosgym.run import build_parser, main, resolve_request, resolve_resume
-from mosgym.runner import SeedResult, run_request
+from mosgym.experiment.request import resolve_request, resolve_resume
+from mosgym.experiment.run import build_parser, main
+from mosgym.experiment.runner import SeedResult, run_request
 
 # Three skills (COSSIM rewards differ, so the mixture moves), a 1-layer model, 4 env steps.
 TINY_ENV: dict[str, Any] = {

@@ -17,10 +17,11 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from mosgym import compare, compare_plots
-from mosgym.compare_data import duplicate_seed_notes, mixture_paths, skill_names, stack_curves
+from mosgym.analysis import compare, report
+from mosgym.analysis import plots as compare_plots
+from mosgym.analysis.stats import TOO_FEW_RUNS_NOTE, stratified_bootstrap_ci
 from mosgym.errors import MosgymError
-from mosgym.stats import TOO_FEW_RUNS_NOTE, stratified_bootstrap_ci
+from mosgym.records.runs import duplicate_seed_notes, mixture_paths, skill_names, stack_curves
 
 STEPS = [0, 10, 20, 30, 40]
 SKILLS = ("code", "math")
@@ -333,9 +334,9 @@ def test_mean_curve_speedups_give_the_reference_exactly_one(store, result) -> No
 
 
 def test_numbers_in_the_report_have_no_bare_trailing_point() -> None:
-    assert compare._num(1000.0) == "1000"
-    assert compare._num(0.628) == "0.6280"
-    assert compare._num(math.nan) == "-"
+    assert report._num(1000.0) == "1000"
+    assert report._num(0.628) == "0.6280"
+    assert report._num(math.nan) == "-"
 
 
 def test_env_filter_separates_the_envs_of_one_sweep(tmp_path) -> None:

@@ -50,11 +50,12 @@ RTOL = 1e-5
 
 def run_episodes(out: Path, parallel: str = "ddp") -> None:
     """One seed-0 episode per MoS agent; every rank writes what its env saw."""
-    from mosgym import distributed
     from mosgym.agents import load_agent_config, make_agent
     from mosgym.config import to_dict
     from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
-    from mosgym.episode import RecordEpisode, run_episode
+    from mosgym.experiment import launch
+    from mosgym.experiment.episode import RecordEpisode, run_episode
+    from mosgym.learner import distributed
 
     record: dict[str, Any] = {}
     for name in AGENTS:
@@ -65,14 +66,14 @@ def run_episodes(out: Path, parallel: str = "ddp") -> None:
             reward=to_dict(agent_cfg.reward),
         )
         if distributed.is_main():
-            rec = RecordEpisode(distributed.Lead(env) if distributed.active() else env)
+            rec = RecordEpisode(launch.Lead(env) if distributed.active() else env)
             agent = make_agent(agent_cfg)
             agent.setup(env.spec_info, 0)
             run_episode(rec, agent, seed=0)
-            distributed.lead("end")
+            launch.lead("end")
         else:
             rec = RecordEpisode(env)
-            distributed.follow(rec)
+            launch.follow(rec)
         ep = rec.log
         record[name] = {
             "mixture": np.array(ep.mixture).tolist(),
@@ -97,7 +98,7 @@ def run_cli(out: Path, argv: list[str]) -> int:
     every checkpoint it writes."""
     import mlflow
 
-    from mosgym import checkpoint, run
+    from mosgym.experiment import checkpoint, run
 
     rank = os.environ.get("RANK", "0")
     calls = out / f"calls{rank}.txt"
@@ -118,7 +119,7 @@ def run_cli(out: Path, argv: list[str]) -> int:
 
 def run_drift() -> None:
     """Equal values pass the cross-rank check (NaN included); rank-dependent ones must not."""
-    from mosgym import distributed
+    from mosgym.learner import distributed
 
     distributed.init()
     distributed.check_same("x", np.array([0.5, np.nan]))
@@ -194,7 +195,7 @@ def _ok(proc: subprocess.CompletedProcess) -> None:
 
 def test_one_process_is_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without torchrun no process group exists and every helper is the identity."""
-    from mosgym import distributed
+    from mosgym.learner import distributed
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     distributed.init()
@@ -207,9 +208,9 @@ def test_one_process_is_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_parallel_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mosgym import distributed
     from mosgym.config import TrainConfig
     from mosgym.errors import MosgymError
+    from mosgym.learner import distributed
 
     with pytest.raises(MosgymError, match="train.parallel: unknown value 'zero'"):
         distributed.check_parallel(TrainConfig(parallel="zero"))
@@ -245,7 +246,7 @@ def test_fsdp_refuses_a_compiled_model(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sharded_evaluation_runs_in_lockstep(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under FSDP every forward is a collective: each rank gets its strided share of the
     examples, padded with not-real chunks to the largest rank's count."""
-    from mosgym import distributed
+    from mosgym.learner import distributed
     from mosgym.learner.sharded import lockstep_chunks
 
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
@@ -322,7 +323,7 @@ def _n_runs(tmp: Path) -> int:
 
 def _mixtures(folder: Path) -> np.ndarray:
     """The mixture path of the finished seed recorded in checkpoint `folder`."""
-    from mosgym.checkpoint import load_state
+    from mosgym.experiment.checkpoint import load_state
 
     return np.array(load_state(folder)["done"][0]["episode"]["mixture"])
 
@@ -367,8 +368,8 @@ def test_a_signal_stops_every_rank_after_a_gathered_checkpoint(tmp_path: Path) -
     """SIGTERM to every rank (what torchrun does on a stop) under FSDP: rank 0 finishes the env
     step, gathers the sharded model with rank 1's help into a checkpoint, tells rank 1 to end
     and exits 128 + 15; rank 1 exits 0. The checkpoint holds the whole model."""
-    from mosgym.checkpoint import CheckpointDir, load_state
     from mosgym.config import load_env_config
+    from mosgym.experiment.checkpoint import CheckpointDir, load_state
     from mosgym.learner.model import load_model
 
     ckpt = tmp_path / "ck"

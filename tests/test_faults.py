@@ -15,11 +15,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import mosgym.learner.hf as hf
-from mosgym import faults
-from mosgym.checkpoint import CheckpointDir, load_state
 from mosgym.errors import MosgymError
-from mosgym.run import main
-from mosgym.runner import run_request
+from mosgym.experiment import faults
+from mosgym.experiment.checkpoint import CheckpointDir, load_state
+from mosgym.experiment.run import main
+from mosgym.experiment.runner import run_request
 from tests.test_checkpoint import _request, write_tiny_env
 
 

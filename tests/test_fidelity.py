@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mosgym import fidelity
 from mosgym.errors import MosgymError
+from mosgym.sim import fidelity
 from tests.test_compare import log_run
 
 # Final mean dev loss per seed; real ranks a<b<c<d, simulator ranks a<c<b<d.

@@ -14,7 +14,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mosgym.run import main, parse_seeds
+from mosgym.experiment.request import parse_seeds
+from mosgym.experiment.run import main
 from tests.conftest import FAST_ENV, REPO
 
 FAST_SETS = [arg for s in FAST_ENV for arg in ("--set", s)]

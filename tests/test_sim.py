@@ -13,11 +13,11 @@ import yaml
 
 import mosgym  # noqa: F401  (registers the envs)
 from mosgym.config import EnvConfig, RewardConfig, TrainConfig, load_env_config
-from mosgym.envs.sim import SimLearner, SimParams, parse_sim_params
-from mosgym.envs.sim_dynamics import advance_exposure, base_loss, overfit_gap
 from mosgym.errors import MosgymError
 from mosgym.learner.base import Learner
 from mosgym.rewards import RewardComputer
+from mosgym.sim.dynamics import advance_exposure, base_loss, overfit_gap
+from mosgym.sim.learner import SimLearner, SimParams, parse_sim_params
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = ROOT / "envs" / "sim-skills-tiny.yaml"
@@ -380,7 +380,7 @@ def _noiseless_cfg(reward: dict) -> dict:
 def test_batch_matches_single_env_without_noise(reward: dict) -> None:
     """One-hot mixtures and no noise make both deterministic: the same numbers, step by step."""
     from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
-    from mosgym.envs.sim_batch import BatchSim
+    from mosgym.sim.batch import BatchSim
 
     cfg = _noiseless_cfg(reward)
     env = MixtureOfSkillsEnv(cfg)
@@ -403,7 +403,7 @@ def test_batch_matches_single_env_without_noise(reward: dict) -> None:
 
 def test_batch_noise_matches_probe_statistics() -> None:
     """At the same model state, batched DIFF/COSSIM have the single learner's probe noise."""
-    from mosgym.envs.sim_batch import BatchSim, _cosine_rewards
+    from mosgym.sim.batch import BatchSim, _cosine_rewards
 
     env = gym.make("mosgym/MoSSim-v0", config=str(TINY_YAML), reward={"type": "diff"})
     env.reset(seed=0)
@@ -428,7 +428,7 @@ def test_batch_noise_matches_probe_statistics() -> None:
 def test_sim_vec_env_runs_sb3_ppo() -> None:
     from stable_baselines3 import PPO
 
-    from mosgym.envs.sim_batch import SimVecEnv
+    from mosgym.sim.batch import SimVecEnv
 
     venv = SimVecEnv(TINY_YAML, n_envs=4, seed=0, train={"total_steps": 200, "interval": 20})
     venv.seed(3)
@@ -442,7 +442,7 @@ def test_sim_vec_env_runs_sb3_ppo() -> None:
 # ------------------------------------------------------------------------ batched probe draws
 def test_batched_probe_draw_gives_fresh_noise_per_probe() -> None:
     """All skills' probes come from one draw, but no two probes ever share noise."""
-    from mosgym.envs.sim_dynamics import draw_probes
+    from mosgym.sim.dynamics import draw_probes
 
     draw = draw_probes(np.random.default_rng(0), [1000, 10, 50], 20, 4)
     np.testing.assert_array_equal(draw.size, [20, 10, 20])

@@ -18,9 +18,9 @@ from mosgym.agents.registry import AgentConfig, load_agent_config, make_agent
 from mosgym.agents.sb3 import SelfDrivingAgent
 from mosgym.config import load_env_config, to_dict
 from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
-from mosgym.episode import RecordEpisode, run_episode
 from mosgym.errors import MosgymError
-from mosgym.sim2real import main, score_on_sim, train_on_sim
+from mosgym.experiment.episode import RecordEpisode, run_episode
+from mosgym.experiment.sim2real import main, score_on_sim, train_on_sim
 from tests.conftest import FAST_ENV
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from mosgym.stats import (
+from mosgym.analysis.stats import (
     TOO_FEW_RUNS_NOTE,
     area_under_curve,
     iqm,

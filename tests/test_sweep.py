@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mosgym import compare, sweep_runs, tracking
-from mosgym.run import RunRequest
-from mosgym.run import main as run_main
-from mosgym.sweep import SweepResult, _absolute_uri, format_summary, main
+from mosgym.analysis import compare
+from mosgym.experiment import sweep_trials as sweep_runs
+from mosgym.experiment import tracking
+from mosgym.experiment.request import RunRequest
+from mosgym.experiment.run import main as run_main
+from mosgym.experiment.sweep import SweepResult, _absolute_uri, format_summary, main
 
 SIM = ["--envs", "sim-skills-tiny", "--set", "train.total_steps=200", "--no-progress"]
 GRID = [*SIM, "--agents", "mos-cossim", "static-uni", "--seeds", "0-1"]
@@ -166,9 +168,9 @@ def test_failed_trial_is_marked_and_a_rerun_runs_only_it(monkeypatch, capsys, ca
 def test_trial_failing_before_its_run_starts_gets_a_failed_run(monkeypatch, capsys) -> None:
     """A trial that fails before mosgym.runner made its run (env build, lost worker) still
     leaves a FAILED child with the run's name and tags."""
-    import mosgym.runner
+    import mosgym.experiment.runner
 
-    real = mosgym.runner.run_request
+    real = mosgym.experiment.runner.run_request
 
     def fail_uni(req, resume=None):
         if req.agent["name"] == "static-uni":
@@ -314,7 +316,7 @@ def test_summary_table_and_one_compare_command_per_env() -> None:
 
 
 def test_a_trial_takes_a_gpu_when_its_model_runs_on_cuda() -> None:
-    from mosgym.sweep_backends import RayBackend
+    from mosgym.experiment.sweep_backends import RayBackend
 
     def trial(env: dict) -> sweep_runs.Trial:
         req = RunRequest(env=env, env_name="e", agent={"name": "a"}, seeds=[0], experiment="x")

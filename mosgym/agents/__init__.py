@@ -1,10 +1,11 @@
-"""Data-scheduling agents: the MoS scorer, static priors, the ODM bandit and SB3 algorithms.
-
-Agents follow the `Agent` protocol (act/observe); SB3 learners are `SelfDrivingAgent`s that
-step the env themselves. Configs live in the top-level agents/ folder as YAML.
+"""agents: the data-scheduling policies. Owns the Agent protocol (act/observe), the MoS
+REINFORCE scorer, static temperature priors, the ODM bandit, the Stable-Baselines3 adapter
+(learning online, or a saved policy) and the agent YAML registry. Agents follow the protocol;
+SB3 learners are `SelfDrivingAgent`s that step the env themselves. May import envs (the spec
+and action mapping), rewards (temperature priors), config and errors; never experiment.
 """
 
-from mosgym.agents.base import Agent, EnvSpec
+from mosgym.agents.base import Agent
 from mosgym.agents.mos import MosAgent, MosParams
 from mosgym.agents.odm import ODMAgent, ODMParams
 from mosgym.agents.registry import (
@@ -23,6 +24,7 @@ from mosgym.agents.sb3 import (
     SelfDrivingAgent,
 )
 from mosgym.agents.static import StaticAgent, StaticParams
+from mosgym.envs.spec import EnvSpec
 
 __all__ = [
     "Agent",

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mosgym.agents.base import EnvSpec
 from mosgym.agents.static import MixtureActions, resolve_tau
+from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 from mosgym.rewards import temperature_prior
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mosgym.agents.base import EnvSpec
 from mosgym.agents.static import MixtureActions
+from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 
 

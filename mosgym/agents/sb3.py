@@ -31,7 +31,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from torch import nn
 
-from mosgym.agents.base import EnvSpec
+from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "dqn": DQN}

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from mosgym.agents.base import EnvSpec
 from mosgym.config import ActionConfig
 from mosgym.envs.mixing import mixture_to_action
+from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 from mosgym.rewards import temperature_prior
 

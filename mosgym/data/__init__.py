@@ -1,4 +1,8 @@
-"""Skills: built-in procedural datasets, local jsonl files and Hugging Face datasets."""
+"""data: the skills. Owns loading N datasets (built-in procedural skills, local jsonl, Hugging
+Face datasets by name), formatting them through a chat template, tokenizing once (cached, no
+pickle) and masking labels to the response tokens. The bottom stage: it may import only
+mosgym.errors and mosgym.config.
+"""
 
 from mosgym.data.builtin import TASKS, default_skill_configs, generate_splits
 from mosgym.data.formatting import tokenize_conversation, tokenize_split

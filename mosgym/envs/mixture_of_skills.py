@@ -12,11 +12,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mosgym import distributed
-from mosgym.agents.base import EnvSpec
 from mosgym.config import EnvConfig, load_env_config
 from mosgym.envs.mixing import action_to_mixture, validate_action
+from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
+from mosgym.learner import distributed
 from mosgym.learner.base import Learner
 from mosgym.rewards import RewardComputer
 
@@ -43,7 +43,7 @@ def build_learner(cfg: EnvConfig, seed: int = 0) -> Learner:
             )
         return HFLearner(skills, loaded, cfg.train, seed=seed)
     if cfg.learner == "sim":
-        from mosgym.envs.sim import SimLearner
+        from mosgym.sim.learner import SimLearner
 
         return SimLearner.from_config(cfg, seed=seed)
     raise MosgymError(f"learner: unknown value {cfg.learner!r} (valid: 'hf', 'sim')")

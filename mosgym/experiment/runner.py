@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from mosgym import distributed, faults, tracking
-from mosgym.checkpoint import CheckpointDir, global_rng_state, set_global_rng_state
 from mosgym.config import EnvConfig, flatten, from_dict
-from mosgym.episode import EpisodeLog, RecordEpisode, run_episode
 from mosgym.errors import MosgymError
-from mosgym.run import RunRequest
+from mosgym.experiment import faults, launch, tracking
+from mosgym.experiment.checkpoint import CheckpointDir
+from mosgym.experiment.episode import EpisodeLog
+from mosgym.experiment.request import RunRequest
+from mosgym.experiment.seed_run import SeedRun
+from mosgym.learner import distributed
 
 log = logging.getLogger(__name__)
 
@@ -38,32 +39,6 @@ class SeedResult:
     metrics: dict[str, float]
     tracking_uri: str
     experiment: str
-
-
-class ProgressBar:
-    """tqdm bar over env steps, showing the live mixture."""
-
-    def __init__(self, total: int, desc: str, enabled: bool, initial: int = 0) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=total, initial=initial, desc=desc, unit="step", leave=True, dynamic_ncols=True
-            )
-
-    def __call__(self, ep: EpisodeLog) -> None:
-        if self.bar is None or len(ep.steps) < 2:
-            return
-        mix = " ".join(
-            f"{n[:6]}={p:.2f}" for n, p in zip(ep.skill_names, ep.mixture[-1], strict=True)
-        )
-        self.bar.set_postfix_str(f"dev={np.mean(ep.dev_loss[-1]):.3f} | {mix}", refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @contextmanager
@@ -166,11 +141,11 @@ def _result_from_state(s: dict[str, Any], uri: str, experiment: str) -> SeedResu
 def run_request(req: RunRequest, resume: dict[str, Any] | None = None) -> list[SeedResult]:
     """Run every seed of the request; one MLflow run per seed (nested under a parent if >1).
 
-    `resume`: a checkpoint's state (mosgym.checkpoint.load_state); the runs it names are
+    `resume`: a checkpoint's state (mosgym.experiment.checkpoint.load_state); the runs it names are
     continued from where it was saved, with the same MLflow runs.
 
     Under torchrun only rank 0 runs the agent, MLflow and checkpoints; the other ranks repeat
-    its env calls (mosgym.distributed.follow) and return no results.
+    its env calls (mosgym.experiment.launch.follow) and return no results.
     """
     import mlflow
 
@@ -195,7 +170,7 @@ def run_request(req: RunRequest, resume: dict[str, Any] | None = None) -> list[S
             finished_id = ctx.parent_run_id
         if ctx.ckpt is not None:
             ctx.ckpt.mark_finished(finished_id)
-        distributed.lead("end")  # on failure torchrun stops the followers instead
+        launch.lead("end")  # on failure torchrun stops the followers instead
     finally:
         ctx.env.close()
     return ctx.results
@@ -215,7 +190,7 @@ def _follow_request(req: RunRequest, resume: dict[str, Any] | None) -> None:
         # A signal stops rank 0 at the next step boundary, after its checkpoint (gathering a
         # sharded model needs this rank); it then tells this rank to end.
         with faults.STOP.deferred():
-            distributed.follow(env, None if current is None else current["env"])
+            launch.follow(env, None if current is None else current["env"])
     finally:
         env.close()
 
@@ -313,107 +288,6 @@ def _run_seed(
     return result
 
 
-class SeedRun:
-    """One seed's episode: steps it (or continues it from a checkpoint), logs every step,
-    checks the loss, writes checkpoints, and stops cleanly on SIGINT/SIGTERM."""
-
-    def __init__(
-        self, ctx: _Request, pos: int, seed: int, run_id: str, agent: Any, current: dict | None
-    ) -> None:
-        self.ctx, self.pos, self.seed, self.agent = ctx, pos, seed, agent
-        self.current = current
-        n = ctx.env.n_env_steps
-        done_steps = 0 if current is None else len(current["episode"]["steps"]) - 1
-        self.bar = ProgressBar(n, f"seed {seed}", ctx.req.progress, initial=done_steps)
-        logged = -1 if current is None else tracking.last_logged_step(run_id)
-        self.step_logger = tracking.MlflowStepLogger(run_id, logged_through=logged)
-        env = distributed.Lead(ctx.env) if distributed.active() else ctx.env
-        self.recorder = RecordEpisode(env, on_step=self.on_step)
-        self.run_id = run_id
-        self.last_checkpoint: Path | None = None
-        self.wall_before = 0.0 if current is None else float(current["wall_time_s"])
-        self.t0 = time.perf_counter()
-        if hasattr(agent, "set_metrics_sink"):  # SB3's own logger goes into this run
-            agent.set_metrics_sink(
-                lambda values, step: tracking.log_sb3_metrics(run_id, values, step)
-            )
-
-    @property
-    def wall(self) -> float:
-        return self.wall_before + time.perf_counter() - self.t0
-
-    def play(self) -> tuple[EpisodeLog, float]:
-        """Run (the rest of) the episode; returns its log and wall time."""
-        from mosgym.agents import SelfDrivingAgent
-
-        env, agent = self.ctx.env, self.agent
-        try:
-            with faults.STOP.deferred():
-                if isinstance(agent, SelfDrivingAgent):
-                    # SB3 resets the env itself, seeded with the agent's seed.
-                    agent.learn(self.recorder, env.n_env_steps)
-                elif self.current is None:
-                    obs, info = self.recorder.reset(seed=self.seed)
-                    agent.reset(obs, info)
-                    self.after_step(obs)
-                    run_episode(self.recorder, agent, self.seed, (obs, info), self.after_step)
-                else:
-                    obs = self.restore(self.current)
-                    if not self.recorder.log.done:
-                        run_episode(self.recorder, agent, self.seed, (obs, {}), self.after_step)
-        finally:
-            self.bar.close()
-        ep = self.recorder.last_complete
-        if ep is None:
-            raise MosgymError(f"agent {self.agent.name} stopped before the episode ended")
-        return ep, self.wall
-
-    def restore(self, state: dict[str, Any]) -> np.ndarray:
-        """Env, agent, episode log and global RNGs as they were at the checkpoint."""
-        distributed.lead("restore")  # every rank loads the checkpoint it read itself
-        self.ctx.env.load_state_dict(state["env"])
-        self.agent.load_state_dict(state["agent"])
-        self.recorder.resume(EpisodeLog.from_state(state["episode"]))
-        set_global_rng_state(state["global_rng"])
-        return np.asarray(state["obs"], dtype=np.float32)
-
-    def on_step(self, ep: EpisodeLog) -> None:
-        """After every env step, before the agent learns from it."""
-        if self.recorder.finished:  # SB3's automatic reset after the last step: not logged
-            return
-        if len(ep.steps) > 1:
-            last = None if self.last_checkpoint is None else str(self.last_checkpoint)
-            faults.check_train_loss(ep.train_loss[-1], ep.steps[-1], last)
-        self.step_logger(ep)
-        self.bar(ep)
-        if self.ctx.ckpt is None:
-            _stop_if_requested()
-
-    def after_step(self, obs: np.ndarray) -> None:
-        """After the agent learnt from the step: checkpoint when due, stop when asked."""
-        ckpt = self.ctx.ckpt
-        ep_steps = len(self.recorder.log.steps) - 1
-        if ckpt is not None:
-            due = ep_steps % self.ctx.req.checkpoint_every == 0 or self.recorder.log.done
-            if due or faults.STOP.requested:
-                self.save(obs, ep_steps)
-        _stop_if_requested()
-
-    def save(self, obs: np.ndarray, ep_steps: int) -> None:
-        distributed.lead("state")  # the other ranks take part in gathering a sharded model
-        current = {
-            "seed": self.seed,
-            "run_id": self.run_id,
-            "episode": self.recorder.log.to_state(),
-            "obs": np.asarray(obs, dtype=np.float32),
-            "env": self.ctx.env.state_dict(),
-            "agent": self.agent.state_dict(),
-            "global_rng": global_rng_state(),
-            "wall_time_s": self.wall,
-        }
-        self.last_checkpoint = self.ctx.save(self.pos, ep_steps, current)
-
-
 def _log_parent_summary(results: list[SeedResult]) -> None:
     """Mean over seeds of the final metrics, on the parent run."""
     import mlflow
@@ -425,11 +299,3 @@ def _log_parent_summary(results: list[SeedResult]) -> None:
         if all(math.isfinite(r.metrics[k]) for r in results)
     }
     mlflow.log_metrics(means)
-
-
-def _stop_if_requested() -> None:
-    """Honour a deferred stop at an env-step boundary (where every rank is between
-    collectives): the other ranks are told to end, then this one raises."""
-    if faults.STOP.requested:
-        distributed.lead("end")
-    faults.STOP.raise_if_requested()

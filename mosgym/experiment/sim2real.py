@@ -31,8 +31,8 @@ import yaml
 from mosgym.agents.registry import AgentConfig, load_agent_config
 from mosgym.agents.sb3 import ALGO_ACTION_KINDS, build_kwargs, check_algo
 from mosgym.config import EnvConfig, load_env_config, to_dict
-from mosgym.envs.sim_batch import BatchSim, SimVecEnv
 from mosgym.errors import MosgymError
+from mosgym.sim.batch import BatchSim, SimVecEnv
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,13 @@ def train_on_sim(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m mosgym.sim2real", description=__doc__.split("\n\n")[0]
+        prog="python -m mosgym.sim2real",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example:\n"
+        "  mosgym sim2real --env envs/sim-skills-tiny.yaml --agent agents/ppo.yaml \\\n"
+        "      --timesteps 200000 --out policies/ppo-sim-skills-tiny.zip \\\n"
+        "      --agent-out agents/ppo-from-sim.yaml",
     )
     p.add_argument("--env", required=True, help="env YAML (its learner is replaced by 'sim')")
     p.add_argument("--agent", required=True, help="agent YAML of kind sb3 (e.g. agents/ppo.yaml)")

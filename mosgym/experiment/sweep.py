@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from mosgym.errors import MosgymError
-from mosgym.run import add_seed_step_set_args
-from mosgym.sweep_runs import Trial, TrialOutcome
+from mosgym.experiment.run import add_seed_step_set_args
+from mosgym.experiment.sweep_trials import Trial, TrialOutcome
 
 log = logging.getLogger("mosgym.sweep")
 
@@ -63,10 +63,10 @@ class SweepResult:
 def resolve_trials(spec: SweepSpec) -> list[Trial]:
     """Every trial's validated one-seed RunRequest, via mosgym.run's own resolution (so a
     trial is configured exactly as `python -m mosgym.run` would configure it)."""
-    from mosgym import run
-    from mosgym.sweep_runs import trial_id
+    from mosgym.experiment import request, run
+    from mosgym.experiment.sweep_trials import trial_id
 
-    seeds = run.parse_seeds(spec.seeds)
+    seeds = request.parse_seeds(spec.seeds)
     trials: list[Trial] = []
     for env in spec.envs:
         for agent in spec.agents:
@@ -74,7 +74,7 @@ def resolve_trials(spec: SweepSpec) -> list[Trial]:
             argv += ["--checkpoint-every", "0", "--experiment", experiment_name(spec)]
             argv += [a for s in spec.sets for a in ("--set", s)]
             try:
-                req = run.resolve_request(run.build_parser().parse_args(argv))
+                req = request.resolve_request(run.build_parser().parse_args(argv))
             except MosgymError as e:
                 raise MosgymError(f"trial env {env}, agent {agent}: {e}") from None
             for seed in seeds:
@@ -137,8 +137,9 @@ def run_sweep(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from mosgym import sweep_runs, tracking
-    from mosgym.sweep_backends import choose_backend
+    from mosgym.experiment import sweep_trials as sweep_runs
+    from mosgym.experiment import tracking
+    from mosgym.experiment.sweep_backends import choose_backend
 
     runner = choose_backend(backend, ray_address, max_concurrent, progress)
     trials = resolve_trials(spec) if spec is not None else []  # config errors first
@@ -171,7 +172,8 @@ def run_sweep(
 def _run_trials(
     client: Any, runner: Any, parent: Any, trials: list[Trial], experiment: str, uri: str
 ) -> SweepResult:
-    from mosgym import faults, sweep_runs
+    from mosgym.experiment import faults
+    from mosgym.experiment import sweep_trials as sweep_runs
 
     client.set_tag(parent.run_id, "mosgym.sweep.backend", runner.name)
     outcomes = {

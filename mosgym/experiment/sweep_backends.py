@@ -16,7 +16,13 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from mosgym.errors import MosgymError
-from mosgym.sweep_runs import Trial, TrialOutcome, new_attempt, record_failure, run_trial
+from mosgym.experiment.sweep_trials import (
+    Trial,
+    TrialOutcome,
+    new_attempt,
+    record_failure,
+    run_trial,
+)
 
 log = logging.getLogger("mosgym.sweep")
 
@@ -235,7 +241,7 @@ class RayBackend:
     def run(self, trials: list[Trial], parent_id: str, uri: str) -> Iterator[TrialOutcome]:
         import ray
 
-        from mosgym import faults
+        from mosgym.experiment import faults
 
         task = ray.remote(max_retries=0)(run_trial)  # a rerun of the sweep retries, not Ray
         limit = self.max_concurrent or len(trials)

@@ -20,9 +20,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from mosgym.compare_data import search_all
 from mosgym.errors import MosgymError
-from mosgym.run import RunRequest
+from mosgym.experiment.request import RunRequest
+from mosgym.records.runs import search_all
 
 log = logging.getLogger("mosgym.sweep")
 
@@ -95,7 +95,7 @@ def run_trial(trial: Trial, parent_id: str, uri: str, attempt: str) -> TrialOutc
     """
     import mlflow
 
-    from mosgym.runner import run_request
+    from mosgym.experiment.runner import run_request
 
     mlflow.set_tracking_uri(uri)
     tags = {PARENT_TAG: parent_id, SWEEP: parent_id, TRIAL: trial.trial_id, ATTEMPT: attempt}
@@ -121,7 +121,7 @@ def run_trial(trial: Trial, parent_id: str, uri: str, attempt: str) -> TrialOutc
 
 def _trial_tags(trial: Trial, parent_id: str, attempt: str) -> dict[str, str]:
     """The tags mosgym.runner gives a per-seed run (see runner._tags), plus the sweep's."""
-    from mosgym import tracking
+    from mosgym.experiment import tracking
 
     req = trial.request
     return {
@@ -193,7 +193,7 @@ class Parent:
 
 def spec_tags(spec: dict[str, Any], trials: list[Trial]) -> dict[str, str]:
     """The parent's tags: the grid, readable and as JSON (for --resume)."""
-    from mosgym import tracking
+    from mosgym.experiment import tracking
 
     tags = {
         KIND: "parent",

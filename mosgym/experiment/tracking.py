@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mosgym import plots
-from mosgym.episode import EpisodeLog
 from mosgym.errors import MosgymError
+from mosgym.experiment import plots
+from mosgym.experiment.episode import EpisodeLog
 
 log = logging.getLogger(__name__)
 

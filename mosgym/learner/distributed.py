@@ -1,12 +1,12 @@
-"""Multi-process fine-tuning under `torchrun`: one process per GPU, one mixture for all.
+"""The process group the learner is spread over under `torchrun`: ranks, collectives, DDP.
 
 Launched as ``torchrun --nproc-per-node W -m mosgym.run ...``, every rank builds the same env
 (same model init, same data, same seeds). Rank 0 is the leader: the agent acts there, and every
 env call it makes (reset, step, state, restore) is broadcast first, so the other ranks (the
-followers, see `follow`) make the same call in the same order and every collective inside the
-learner lines up. The data sampler, the probe plan and the rewards are then identical on every
-rank by construction; `check_same` gathers each step's mixture and rewards and refuses to go on
-if any rank disagrees (the authors' code lets each rank's scorer drift).
+followers, mosgym.experiment.launch) make the same call in the same order and every collective
+inside the learner lines up. The data sampler, the probe plan and the rewards are then identical
+on every rank by construction; `check_same` gathers each step's mixture and rewards and refuses
+to go on if any rank disagrees (the authors' code lets each rank's scorer drift).
 
 With one process (no WORLD_SIZE > 1 in the environment) nothing here creates a process group and
 every helper is the identity: single-process numbers do not change.
@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -223,58 +222,3 @@ def no_sync(module: torch.nn.Module, skip: bool) -> Iterator[None]:
             yield
     else:
         yield
-
-
-# --------------------------------------------------------------------------------------------
-# Leader and followers
-
-
-class Lead(gym.Wrapper):
-    """On rank 0: broadcast every reset and step before making it, so the followers repeat it."""
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        broadcast_object(("reset", kwargs))
-        obs, info = self.env.reset(**kwargs)
-        check_same("the reset mixture", info["mixture"])
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        broadcast_object(("step", action))
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        check_same("the mixture and rewards", _step_key(info))
-        return obs, reward, terminated, truncated, info
-
-
-def lead(command: str) -> None:
-    """Tell the followers to make a call of the raw env: 'restore' (load_state_dict of the
-    checkpoint they read themselves), 'state' (state_dict, which gathers a sharded model: rank 0
-    keeps it, the others drop it) or 'end'. A no-op in one process."""
-    broadcast_object((command, None))
-
-
-def follow(env: gym.Env, restore: dict[str, Any] | None = None) -> None:
-    """On ranks > 0: repeat rank 0's env calls until it says 'end'. `env` may be wrapped (a
-    recorder); `restore` is the env state of the checkpoint being resumed."""
-    base = env.unwrapped
-    while True:
-        command, arg = broadcast_object(None)
-        if command == "end":
-            return
-        if command == "reset":
-            _, info = env.reset(**arg)
-            check_same("the reset mixture", info["mixture"])
-        elif command == "step":
-            info = env.step(arg)[-1]
-            check_same("the mixture and rewards", _step_key(info))
-        elif command == "restore":
-            if restore is None:
-                raise RuntimeError("rank 0 restores a checkpoint but this rank has none")
-            base.load_state_dict(restore)  # type: ignore[attr-defined]
-        elif command == "state":
-            base.state_dict()  # type: ignore[attr-defined]
-        else:
-            raise RuntimeError(f"unknown leader command {command!r}")
-
-
-def _step_key(info: dict[str, Any]) -> np.ndarray:
-    return np.concatenate([np.asarray(info["mixture"]), np.asarray(info["skill_rewards"])])

@@ -25,9 +25,9 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from mosgym import distributed
 from mosgym.config import ModelConfig
 from mosgym.errors import MosgymError
+from mosgym.learner import distributed
 from mosgym.learner.tokenizer import CHAT_TEMPLATE, build_byte_tokenizer
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mosgym import distributed
 from mosgym.errors import MosgymError
+from mosgym.learner import distributed
 
 
 def _fsdp() -> Any:

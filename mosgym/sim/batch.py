@@ -22,10 +22,10 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from mosgym.config import EnvConfig, load_env_config
-from mosgym.envs.sim import SimLearner
-from mosgym.envs.sim_dynamics import advance_exposure, base_loss, overfit_gap, progress
 from mosgym.errors import MosgymError
 from mosgym.rewards import RewardComputer
+from mosgym.sim.dynamics import advance_exposure, base_loss, overfit_gap, progress
+from mosgym.sim.learner import SimLearner
 
 _MIN_NLL = 1e-4
 

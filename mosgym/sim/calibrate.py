@@ -31,9 +31,9 @@ import numpy as np
 import yaml
 
 from mosgym.config import read_yaml
-from mosgym.envs.sim import parse_sim_params
-from mosgym.envs.sim_fit import FitResult, RunCurves, fit_report, fit_sim_params, split_holdout
 from mosgym.errors import MosgymError
+from mosgym.sim.fit import FitResult, RunCurves, fit_report, fit_sim_params, split_holdout
+from mosgym.sim.learner import parse_sim_params
 
 TRAIN_KEYS = ("total_steps", "interval", "batch_size", "probe_size")
 
@@ -273,7 +273,12 @@ def calibrate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mosgym.calibrate", description=__doc__.split("\n\n")[0]
+        prog="python -m mosgym.calibrate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples:\n"
+        "  mosgym calibrate --experiment calib-skills-tiny --out envs/sim-skills-tiny.yaml\n"
+        "  mosgym calibrate --experiment calib-skills-tiny --holdout 6 --out envs/sim-x.yaml",
     )
     parser.add_argument("--experiment", required=True, help="MLflow experiment of real-env runs")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import spearmanr
 
-from mosgym.compare_data import load_runs, make_client
 from mosgym.errors import MosgymError
+from mosgym.records.runs import load_runs, make_client
 
 FINAL_KEY = "final/dev_loss_mean"
 
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m mosgym.fidelity",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example:\n"
+        "  mosgym fidelity --real paper-skills-tiny --sim paper-sim-skills-tiny \\\n"
+        "      --agents static-prop static-temp static-uni mos-cossim-ema",
     )
     p.add_argument("--real", required=True, help="MLflow experiment of real-env runs")
     p.add_argument("--sim", required=True, help="MLflow experiment of simulator runs")

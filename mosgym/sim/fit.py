@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from mosgym.envs.sim_dynamics import General, advance_exposure, base_loss, overfit_gap
 from mosgym.errors import MosgymError
+from mosgym.sim.dynamics import General, advance_exposure, base_loss, overfit_gap
 
 
 @dataclass

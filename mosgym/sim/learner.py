@@ -55,7 +55,9 @@ from typing import Any
 import numpy as np
 
 from mosgym.config import EnvConfig, SkillConfig, TrainConfig
-from mosgym.envs.sim_dynamics import (
+from mosgym.errors import MosgymError
+from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
+from mosgym.sim.dynamics import (
     General,
     ProbeDraw,
     advance_exposure,
@@ -66,9 +68,7 @@ from mosgym.envs.sim_dynamics import (
     progress,
     unit_rows,
 )
-from mosgym.envs.sim_params import SimParams, parse_sim_params
-from mosgym.errors import MosgymError
-from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
+from mosgym.sim.params import SimParams, parse_sim_params
 
 __all__ = ["SimLearner", "SimParams", "parse_sim_params"]
 

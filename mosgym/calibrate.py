@@ -1,0 +1,10 @@
+"""`python -m mosgym.calibrate`, as the README and papers cite it (code: a stage folder)."""
+
+import os
+import sys
+
+from mosgym.sim.calibrate import main
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
