@@ -114,3 +114,16 @@ def test_modules_stay_small() -> None:
         if text.count("\n") > 420 and "Why this module is long" not in text[:3000]:
             long.append(f"{module_name(path)}: {text.count(chr(10))} lines")
     assert not long, "modules over ~400 lines without a reason at the top:\n" + "\n".join(long)
+
+
+def test_every_folder_is_a_package() -> None:
+    """A folder without __init__.py imports as a namespace package in a checkout but is left out
+    of a wheel (setuptools' find_packages), and has no docstring saying what it owns."""
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(
+        str(f.relative_to(PACKAGE)) for f in folders if not (f / "__init__.py").is_file()
+    )
+    assert not missing, f"folders without __init__.py: {missing}"
+    for f in folders:
+        doc = ast.get_docstring(ast.parse((f / "__init__.py").read_text()))
+        assert doc and len(doc) > 80, f"{f.relative_to(PACKAGE)}/__init__.py: no docstring"
