@@ -166,7 +166,7 @@ def test_failed_trial_is_marked_and_a_rerun_runs_only_it(monkeypatch, capsys, ca
 
 
 def test_trial_failing_before_its_run_starts_gets_a_failed_run(monkeypatch, capsys) -> None:
-    """A trial that fails before mosgym.runner made its run (env build, lost worker) still
+    """A trial that fails before mosgym.experiment.runner made its run (env build, lost worker) still
     leaves a FAILED child with the run's name and tags."""
     import mosgym.experiment.runner
 
@@ -177,7 +177,7 @@ def test_trial_failing_before_its_run_starts_gets_a_failed_run(monkeypatch, caps
             raise sweep_runs.MosgymError("no data for skill add")
         return real(req, resume)
 
-    monkeypatch.setattr(mosgym.runner, "run_request", fail_uni)
+    monkeypatch.setattr(mosgym.experiment.runner, "run_request", fail_uni)
     args = [*SIM, "--agents", "static-uni", "mos-cossim", "--backend", "sequential"]
     assert main([*args, "--experiment", "sb"]) == 1
     assert "FAILED (no data for skill add)" in capsys.readouterr().out

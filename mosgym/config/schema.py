@@ -178,6 +178,6 @@ class EnvConfig:
     learner: str = "hf"
     """'hf' (a real transformers LM) or 'sim' (the calibrated simulator)."""
     sim: dict[str, Any] | None = None
-    """Simulator parameters (learner 'sim'); validated by mosgym.envs.sim."""
+    """Simulator parameters (learner 'sim'); validated by mosgym.sim.learner."""
     cache_dir: str | None = None
     """Where tokenized datasets are cached ('' turns caching off; default ~/.cache/mosgym)."""

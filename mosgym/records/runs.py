@@ -1,6 +1,6 @@
 """Read the runs of an MLflow experiment into arrays for `mosgym.compare`.
 
-Only what the tracking contract promises is read (see mosgym.tracking): tags ``mosgym.agent``,
+Only what the tracking contract promises is read (see mosgym.experiment.tracking): tags ``mosgym.agent``,
 ``mosgym.seed``, ``mosgym.kind``; params ``env.train.total_steps`` and ``env.skills.N.name``;
 the ``final/...`` metrics; the histories of ``dev_loss_mean`` and ``weight/{skill}``.
 Runs that cannot be compared with each other (other skills, other budget) are refused here,
