@@ -166,7 +166,7 @@ def test_failed_trial_is_marked_and_a_rerun_runs_only_it(monkeypatch, capsys, ca
 
 
 def test_trial_failing_before_its_run_starts_gets_a_failed_run(monkeypatch, capsys) -> None:
-    """A trial that fails before mosgym.experiment.runner made its run (env build, lost worker) still
+    """A trial that fails before the runner made its run (env build, lost worker) still
     leaves a FAILED child with the run's name and tags."""
     import mosgym.experiment.runner
 

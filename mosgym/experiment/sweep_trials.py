@@ -120,7 +120,7 @@ def run_trial(trial: Trial, parent_id: str, uri: str, attempt: str) -> TrialOutc
 
 
 def _trial_tags(trial: Trial, parent_id: str, attempt: str) -> dict[str, str]:
-    """The tags mosgym.experiment.runner gives a per-seed run (see runner._tags), plus the sweep's."""
+    """The tags the runner gives a per-seed run (see runner._tags), plus the sweep's."""
     from mosgym.experiment import tracking
 
     req = trial.request

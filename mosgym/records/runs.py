@@ -1,8 +1,9 @@
 """Read the runs of an MLflow experiment into arrays for `mosgym.compare`.
 
-Only what the tracking contract promises is read (see mosgym.experiment.tracking): tags ``mosgym.agent``,
-``mosgym.seed``, ``mosgym.kind``; params ``env.train.total_steps`` and ``env.skills.N.name``;
-the ``final/...`` metrics; the histories of ``dev_loss_mean`` and ``weight/{skill}``.
+Only what the tracking contract promises is read (see mosgym.experiment.tracking): tags
+``mosgym.agent``, ``mosgym.seed``, ``mosgym.kind``; params ``env.train.total_steps`` and
+``env.skills.N.name``; the ``final/...`` metrics; the histories of ``dev_loss_mean`` and
+``weight/{skill}``.
 Runs that cannot be compared with each other (other skills, other budget) are refused here,
 before any statistic is computed, because a number across them would mean nothing.
 """
