@@ -9,7 +9,7 @@
 #   --experiment paper-sim-skills-tiny --out paper/archive
 # Prerequisites for MLflow: bash paper/run_skills_tiny.sh, bash paper/calibrate_skills_tiny.sh,
 # bash paper/sim_to_real.sh (the same MLFLOW_TRACKING_URI for all).
-# RESULTS and README name other output places (the tests write into a temporary folder).
+# RESULTS and README name other output places, N_BOOT the bootstrap samples (the tests use them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -25,7 +25,7 @@ cmp() {
   local name=$1; shift
   echo "== $name"
   $PY -m mosgym.compare ${SRC[@]+"${SRC[@]}"} --experiment "$EXP" --out "$OUT/$name" \
-    --reference static-temp "$@" >/dev/null
+    --reference static-temp --n-boot "${N_BOOT:-2000}" "$@" >/dev/null
 }
 table2="static-prop static-temp static-uni multidds multiuat mos-cossim mos-cossim-ema mos-diff mos-diff-ema"
 cmp table2 --agents $table2

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,7 +75,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
         e = _experiment(client, name, root)
         for k, agent in enumerate(("a", "b", "c", "d")):
             for seed in range(2):
-                log_run(client, e, agent, seed, [5, 4, 3, 2, offset + k + 0.1 * seed])
+                rid = log_run(client, e, agent, seed, [5, 4, 3, 2, offset + k + 0.1 * seed])
+                client.log_metric(rid, "wall_time_s", 50.0 + 10 * seed + k / 3)
     calib = _experiment(client, "calib", root)
     for i, mix in enumerate(MIXES[:3]):
         log_calibration_run(client, calib, NAMES, mix, seed=i, agent=f"mix{i}")
@@ -297,6 +300,7 @@ def test_unknown_experiments_and_wrong_sources_are_one_error_line(store, tmp_pat
         assert words in err, (args, err)
 
 
+@pytest.mark.slow
 def test_cli_in_a_subprocess_runs_the_shims(store, tmp_path: Path) -> None:
     """`python -m mosgym.export` and `python -m mosgym.import` (a keyword, run by runpy)."""
     uri = f"sqlite:///{store['root']}/mlflow.db"
@@ -314,3 +318,116 @@ def test_cli_in_a_subprocess_runs_the_shims(store, tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("imported 8 runs into experiment real at sqlite:")
+
+
+# -------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_simulator_runs_export_compare_import(tmp_path: Path) -> None:
+    """Real runs of mosgym.run (simulator, 2 agents x 2 seeds under a parent): the archive gives
+    compare's table to the last digit, keeps each run's config, and survives a round trip."""
+    from mosgym.run import main as run_main
+
+    for agent in ("static-temp", "mos-cossim"):
+        args = ["--env", "sim-skills-tiny", "--steps", "200", "--agent", agent, "--seeds", "0-1"]
+        assert run_main([*args, "--experiment", "e2e", "--no-progress", "-q"]) == 0
+    client = MlflowClient()  # conftest's store for this test
+    export(client, ["e2e"], tmp_path / "archive")
+    kw = {"n_boot": 200}
+    want = compare.compare(client, "e2e", out=tmp_path / "m", **kw)
+    got = compare.compare(ArchiveReader(tmp_path / "archive"), "e2e", out=tmp_path / "a", **kw)
+    assert got.markdown == want.markdown and len(got.rows) > 0
+    assert (tmp_path / "a/comparison.csv").read_bytes() == (
+        tmp_path / "m/comparison.csv"
+    ).read_bytes()
+    runs = [p for p in (tmp_path / "archive/e2e").iterdir() if p.is_dir()]
+    assert len(runs) == 2 + 4  # a parent per agent, a run per seed
+    child = next(p for p in runs if "__s1__" in p.name)
+    info = json.loads((child / "run.json").read_text())
+    artifact = client.download_artifacts(info["run_id"], "config.yaml", str(tmp_path))
+    assert (child / "config.yaml").read_bytes() == Path(artifact).read_bytes()
+    assert info["tags"]["mosgym.kind"] == "run" and "mlflow.parentRunId" in info["tags"]
+
+    target = _new_store(tmp_path / "other.db")
+    import_archive(target, tmp_path / "archive")
+    export(target, ["e2e"], tmp_path / "again")
+    assert _tree(tmp_path / "again") == _tree(tmp_path / "archive")
+
+
+TABLE_AGENTS = (
+    "static-prop static-temp static-uni multidds multiuat mos-cossim mos-cossim-ema mos-diff "
+    "mos-diff-ema mos-prior-tau1 mos-prior-tau10 mospec-cossim mospec-diff odm ppo a2c sac "
+    "ppo-from-sim"
+).split()
+
+
+def _paper_store(root: Path) -> MlflowClient:
+    """Synthetic runs under the experiment names and agents paper/make_report.sh reads."""
+    client = _new_store(root / "paper.db")
+    rng = np.random.default_rng(0)
+    for name, agents in (
+        ("paper-skills-tiny", TABLE_AGENTS),
+        ("paper-sim-skills-tiny", ["static-prop", "static-temp", "static-uni", "mos-cossim-ema"]),
+        ("calib-skills-tiny", ["mix0", "mix1"]),
+    ):
+        exp = _experiment(client, name, root)
+        for agent in agents:
+            for seed in range(2):
+                curve = list(4.0 - np.cumsum(rng.uniform(0.1, 0.5, 5)) + 0.4)
+                rid = log_run(client, exp, agent, seed, curve)
+                client.log_metric(rid, "wall_time_s", float(rng.uniform(40, 80)))
+    return client
+
+
+def _fill_readme():
+    spec = importlib.util.spec_from_file_location("fill_readme", REPO / "paper" / "fill_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PAPER_EXPERIMENTS = ["paper-skills-tiny", "calib-skills-tiny", "paper-sim-skills-tiny"]
+
+
+def test_the_report_runs_table_reads_an_archive_to_the_last_digit(store) -> None:
+    fill_readme, names = _fill_readme(), ["skills", "real", "sim", "calib", "nope"]
+    got = fill_readme.runs_table(names, ArchiveReader(store["archive"]))
+    assert got == fill_readme.runs_table(names, store["client"])
+    assert "| real | a | 2 | 0,1 | 55 | 1.8 |" in got and got.count("\n") == 2 + 3 + 4 + 4 + 3
+
+
+@pytest.mark.slow
+def test_make_report_runs_from_an_archive_alone(tmp_path: Path) -> None:
+    """`ARCHIVE=DIR bash paper/make_report.sh` with no usable MLflow store fills every generated
+    block of the README from the archive (compare, fidelity, calibration, the runs table)."""
+    export(_paper_store(tmp_path), PAPER_EXPERIMENTS, tmp_path / "archive")
+    readme = (REPO / "paper" / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    env = {
+        **os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "N_BOOT": "200",
+        "ARCHIVE": str(tmp_path / "archive"), "RESULTS": str(tmp_path / "results"),
+        "README": str(tmp_path / "README.md"),
+        # A store that cannot be opened: the archive must be all the script reads.
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/no/such/dir/x.db",
+    }  # fmt: skip
+    res = subprocess.run(
+        ["bash", str(REPO / "paper" / "make_report.sh")], env=env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "runs from archive" in res.stdout and not (tmp_path / "no").exists()
+    text = (tmp_path / "README.md").read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"<!-- BEGIN (\S+) -->\n(.*?)<!-- END \1 -->", text, re.S))
+    assert set(blocks) == {"runs", "table2", "table3", "table5", "rl", "calibration", "fidelity"}
+    assert blocks["runs"] == _fill_readme().runs_table(
+        PAPER_EXPERIMENTS, ArchiveReader(tmp_path / "archive")
+    )
+    for table in ("table2", "table3", "table5", "rl"):
+        md = (tmp_path / "results" / table / "comparison.md").read_text(encoding="utf-8")
+        assert blocks[table] == re.sub(r"^(#+) ", r"##\1 ", md, flags=re.M)  # two levels down
+        assert md.startswith("## mosgym comparison: experiment `paper-skills-tiny`")
+    assert "**" in blocks["fidelity"] and "Spearman rank correlation" in blocks["fidelity"]
+    assert re.sub(r"<!-- BEGIN.*?END \S+ -->", "", text, flags=re.S) == re.sub(
+        r"<!-- BEGIN.*?END \S+ -->", "", readme, flags=re.S
+    )  # nothing outside the blocks changed
