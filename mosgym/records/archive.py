@@ -311,7 +311,7 @@ def import_main(argv: list[str] | None = None) -> int:
         done = import_records(client, chosen)
         return [
             f"imported {n} runs into experiment {name} at {client.tracking_uri}"
-            + (f" ({skipped} were there already)" if skipped else "")
+            + (f" ({skipped} already there)" if skipped else "")
             for name, n, skipped in done
         ]
 

@@ -20,9 +20,11 @@ Choices, and why:
   timestamps on every row; and mosgym uses them only to order a key's values (a resumed or
   multi-episode run repeats steps), which the row order keeps. Readers and `import` give row i
   of a key the timestamp start_time + i ms. Wall time is kept as the metric wall_time_s.
-- Curves are gzipped (a default 1000-step run: about 9 KB instead of about 35 KB). Git
-  compresses its objects anyway, so a repository grows by about the same either way, but a
-  checkout is smaller; run.json, the part a reviewer reads, stays plain text.
+- Curves are gzipped. A default run (`python -m mosgym.run`: 1000 steps, 20 intervals, 51
+  metric keys, 703 rows) takes 17 KB: metrics.csv.gz 7 KB (22 KB as plain CSV), run.json 7 KB
+  (141 params), config.yaml 3 KB; about 10 KB once git has compressed it. Git compresses its
+  objects anyway, so the repository grows by about as much with plain CSV, but a checkout
+  would be twice the size; run.json, the part a reviewer reads in a diff, stays plain text.
 """
 
 from __future__ import annotations
