@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, report = calibrate(args)
         js, md = write_outputs(Path(args.out), config, report)
     except MosgymError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"mosgym: error: {e}", file=sys.stderr)
         return 2
     print(report_markdown(report))
     print(f"wrote {args.out}, {js}, {md}")

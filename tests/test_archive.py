@@ -23,6 +23,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from mosgym import compare, fidelity
+from mosgym.calibrate import main as calibrate_main
 from mosgym.calibrate import read_runs
 from mosgym.records.archive import ARCHIVED_ID_TAG, export, export_main, import_archive
 from mosgym.records.archive import import_main as import_cli
@@ -262,7 +263,8 @@ def test_a_damaged_or_foreign_archive_is_one_error_line(store, tmp_path, how, ca
     assert err.startswith("mosgym: error: ") and err.count("\n") == 1 and words in err, err
     assert import_cli([str(archive), "--tracking-uri", f"sqlite:///{tmp_path}/t.db"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mosgym: error: ") and words in err, err
+    assert err.startswith("mosgym: error: ") and err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "t.db").exists()  # every file is read before the store is touched
 
 
 def test_unknown_experiments_and_wrong_sources_are_one_error_line(store, tmp_path, capsys) -> None:
@@ -277,6 +279,11 @@ def test_unknown_experiments_and_wrong_sources_are_one_error_line(store, tmp_pat
         ),  # fmt: skip
         (export_main, ["--experiment", "nope", "--out", "x", "--tracking-uri", uri], "nope"),
         (import_cli, [archive, "--experiment", "nope"], "not in archive"),
+        (
+            calibrate_main,
+            ["--archive", archive, "--experiment", "nope", "--out", "x.yaml"],
+            "no MLflow experiment 'nope' at archive",
+        ),  # fmt: skip
         (
             compare.main,
             ["--archive", str(tmp_path / "none"), "--experiment", "a"],

@@ -15,7 +15,8 @@ Layout, format version 1 (one folder per experiment, one per run):
 Choices, and why:
 - The same store gives the same bytes: JSON with sorted keys and Python's shortest round-trip
   float repr (the exact float64, nothing rounded), the CSV written the same way, gzip with no
-  file name and mtime 0.
+  file name and mtime 0. A NaN metric is written as NaN (in the CSV; in run.json as Python's
+  JSON writes it, an extension some strict parsers refuse).
 - Metric timestamps are left out. A deterministic run re-run gives the same values but new
   timestamps on every row; and mosgym uses them only to order a key's values (a resumed or
   multi-episode run repeats steps), which the row order keeps. Readers and `import` give row i
