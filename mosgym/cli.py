@@ -10,14 +10,16 @@ import importlib
 import os
 import sys
 
-# command -> (module whose main() runs it, one line for the overview)
+# command -> ("module:function" that runs it with argv, one line for the overview)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("mosgym.experiment.run", "run an agent on an env (fine-tuning), log to MLflow"),
-    "compare": ("mosgym.analysis.compare", "IQM, bootstrap intervals and plots across seeds"),
-    "sweep": ("mosgym.experiment.sweep", "agents x seeds x envs as trials, on Ray or in turn"),
-    "calibrate": ("mosgym.sim.calibrate", "fit the simulator to logged real runs"),
-    "sim2real": ("mosgym.experiment.sim2real", "train an SB3 policy in the simulator"),
-    "fidelity": ("mosgym.sim.fidelity", "does the simulator rank agents as the real env does?"),
+    "run": ("mosgym.experiment.run:main", "run an agent on an env (fine-tuning), log to MLflow"),
+    "compare": ("mosgym.analysis.compare:main", "IQM, bootstrap intervals, plots across seeds"),
+    "sweep": ("mosgym.experiment.sweep:main", "agents x seeds x envs as trials, Ray or in turn"),
+    "calibrate": ("mosgym.sim.calibrate:main", "fit the simulator to logged real runs"),
+    "sim2real": ("mosgym.experiment.sim2real:main", "train an SB3 policy in the simulator"),
+    "fidelity": ("mosgym.sim.fidelity:main", "does the simulator rank agents as the real env?"),
+    "export": ("mosgym.records.archive:export_main", "MLflow runs -> a plain-file run archive"),
+    "import": ("mosgym.records.archive:import_main", "a run archive -> any MLflow store"),
 }
 
 USAGE = """usage: mosgym <command> [options]
@@ -53,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module, function = COMMANDS[name][0].split(":")
+    return int(getattr(importlib.import_module(module), function)(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Fill paper/README.md's generated blocks from paper/results and MLflow (run by make_report.sh).
+"""Fill paper/README.md's generated blocks from paper/results and the runs (run by make_report.sh).
 
 A block is `<!-- BEGIN name -->` ... `<!-- END name -->`; its content is replaced by
 results/name/comparison.md or results/name.md (headings demoted two levels), or, for `runs`,
-a table of the logged runs per experiment and agent: seeds, median and total wall time.
+a table of the logged runs per experiment and agent: seeds, median and total wall time. The runs
+are read from MLflow, or from a run archive with --archive DIR (no MLflow store needed).
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import sys
 from pathlib import Path
+from typing import Any
 
+from mosgym.errors import MosgymError
 from mosgym.records.runs import make_client
 
 BLOCK = re.compile(r"(<!-- BEGIN (\S+) -->\n)(.*?)(<!-- END \2 -->)", re.S)
 
 
-def runs_table(experiments: list[str]) -> str:
+def runs_table(experiments: list[str], client: Any) -> str:
     """Per experiment and agent: finished per-seed runs, seeds, wall time (MLflow wall_time_s)."""
-    client = make_client(None)
     lines = [
         "| experiment | agent | finished runs | seeds | median wall s/run | total wall min |",
         "|---|---|---|---|---|---|",
@@ -46,9 +49,9 @@ def runs_table(experiments: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def block_text(name: str, results: Path, experiments: list[str]) -> str:
+def block_text(name: str, results: Path, experiments: list[str], client: Any) -> str:
     if name == "runs":
-        return runs_table(experiments)
+        return runs_table(experiments, client)
     for path in (results / name / "comparison.md", results / f"{name}.md"):
         if path.exists():
             text = path.read_text(encoding="utf-8")
@@ -56,19 +59,28 @@ def block_text(name: str, results: Path, experiments: list[str]) -> str:
     return f"(not generated: no {results}/{name}/comparison.md or {results}/{name}.md)\n"
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("readme", type=Path)
     p.add_argument("--results", type=Path, required=True)
     p.add_argument("--experiments", nargs="+", required=True)
+    p.add_argument("--archive", default=None, help="read the runs from this run archive")
     args = p.parse_args()
+    try:
+        client = make_client(None, args.archive)
+    except MosgymError as e:
+        print(f"mosgym: error: {e}", file=sys.stderr)
+        return 2
     text = args.readme.read_text(encoding="utf-8")
-    filled = BLOCK.sub(
-        lambda m: m.group(1) + block_text(m.group(2), args.results, args.experiments) + m.group(4),
-        text,
-    )
+
+    def fill(m: re.Match) -> str:
+        body = block_text(m.group(2), args.results, args.experiments, client)
+        return m.group(1) + body + m.group(4)
+
+    filled = BLOCK.sub(fill, text)
     args.readme.write_text(filled, encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

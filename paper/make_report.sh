@@ -2,19 +2,30 @@
 # Rebuild every table and figure of paper/README.md from the logged runs (nothing typed by hand):
 # compare per table into paper/results/<table>/ (comparison.md, .csv, PNGs), the simulator's
 # fidelity and calibration report, then the README's generated blocks.
-# Prerequisites: bash paper/run_skills_tiny.sh, bash paper/calibrate_skills_tiny.sh,
+# The runs are read from the run archive paper/archive when it exists (no MLflow store needed),
+# else from MLflow. ARCHIVE=DIR reads another archive; ARCHIVE= (empty) reads MLflow even when
+# paper/archive exists. To refresh the archive after re-running: python -m mosgym.export
+#   --experiment paper-skills-tiny --experiment calib-skills-tiny
+#   --experiment paper-sim-skills-tiny --out paper/archive
+# Prerequisites for MLflow: bash paper/run_skills_tiny.sh, bash paper/calibrate_skills_tiny.sh,
 # bash paper/sim_to_real.sh (the same MLFLOW_TRACKING_URI for all).
+# RESULTS and README name other output places, N_BOOT the bootstrap samples (the tests use them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 EXP=${EXPERIMENT:-paper-skills-tiny}
 SIM_EXP=${SIM_EXPERIMENT:-paper-sim-skills-tiny}
-OUT=paper/results
+OUT=${RESULTS:-paper/results}
+README=${README:-paper/README.md}
+if [[ -z ${ARCHIVE+set} && -d paper/archive ]]; then ARCHIVE=paper/archive; fi
+SRC=()
+if [[ -n ${ARCHIVE:-} ]]; then SRC=(--archive "$ARCHIVE"); echo "== runs from archive $ARCHIVE"; fi
 mkdir -p "$OUT"
 cmp() {
   local name=$1; shift
   echo "== $name"
-  $PY -m mosgym.compare --experiment "$EXP" --out "$OUT/$name" --reference static-temp "$@" >/dev/null
+  $PY -m mosgym.compare ${SRC[@]+"${SRC[@]}"} --experiment "$EXP" --out "$OUT/$name" \
+    --reference static-temp --n-boot "${N_BOOT:-2000}" "$@" >/dev/null
 }
 table2="static-prop static-temp static-uni multidds multiuat mos-cossim mos-cossim-ema mos-diff mos-diff-ema"
 cmp table2 --agents $table2
@@ -22,7 +33,8 @@ cmp table3 --agents static-temp mos-prior-tau1 mos-prior-tau10 mos-cossim-ema
 cmp table5 --agents static-temp mos-cossim-ema mospec-cossim mospec-diff
 cmp rl --agents static-temp mos-cossim-ema mos-prior-tau1 odm ppo a2c sac ppo-from-sim
 echo "== fidelity"
-$PY -m mosgym.fidelity --real "$EXP" --sim "$SIM_EXP" \
+$PY -m mosgym.fidelity ${SRC[@]+"${SRC[@]}"} --real "$EXP" --sim "$SIM_EXP" \
   --agents static-prop static-temp static-uni mos-cossim-ema > "$OUT/fidelity.md"
 cp envs/sim-skills-tiny.report.md "$OUT/calibration.md"
-$PY paper/fill_readme.py --experiments "$EXP" calib-skills-tiny "$SIM_EXP" --results "$OUT" paper/README.md
+$PY paper/fill_readme.py ${SRC[@]+"${SRC[@]}"} --experiments "$EXP" calib-skills-tiny "$SIM_EXP" \
+  --results "$OUT" "$README"

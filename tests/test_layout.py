@@ -27,7 +27,7 @@ STAGES = [
     # The entry points: the console script and the `python -m mosgym.X` shims.
     ("mosgym.cli", "mosgym.__main__", "mosgym.run", "mosgym.compare", "mosgym.sweep",
      "mosgym.calibrate", "mosgym.sim2real", "mosgym.fidelity", "mosgym.export",
-     "mosgym.importer"),
+     "mosgym.import"),
 ]  # fmt: skip
 
 

@@ -56,6 +56,7 @@ from mosgym.analysis.stats import (
     stratified_bootstrap_ci,
 )
 from mosgym.errors import MosgymError
+from mosgym.records.archive_reader import ArchiveReader
 from mosgym.records.runs import (
     Loaded,
     RunData,
@@ -269,6 +270,8 @@ def compare(
 
     out = out or Path("compare") / (re.sub(r"[^\w.-]+", "_", experiment).lstrip(".") or "_")
     write_atomically(out, fill)
+    if isinstance(client, ArchiveReader):  # read-only: an archive's comparison is its folder
+        return Comparison(rows, md, out, "")
     return Comparison(rows, md, out, log_comparison(client, loaded, out, ref, n_boot))
 
 
@@ -289,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="reference agent (default: *temp*)")
     p.add_argument("--out", type=Path, default=None, help="folder (default ./compare/EXP)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLflow's)")
+    p.add_argument("--archive", default=None, help="read a run archive, not MLflow (no run logged)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap samples (default 2000)")
     return p
 
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.n_boot < 100:
             raise MosgymError(f"--n-boot {args.n_boot}: use at least 100 bootstrap samples")
-        client = make_client(args.tracking_uri)
+        client = make_client(args.tracking_uri, args.archive)
         result = compare(
             client, args.experiment, args.runs, args.agents, args.reference, args.out,
             args.n_boot, args.env,
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mosgym: error: {e}", file=sys.stderr)
         return 2
     print(result.markdown, end="")
-    print(f"wrote {result.out}/ ; MLflow comparison run {result.run_id}", file=sys.stderr)
+    logged = f"MLflow comparison run {result.run_id}" if result.run_id else "read from an archive"
+    print(f"wrote {result.out}/ ; {logged}", file=sys.stderr)
     return 0
 
 

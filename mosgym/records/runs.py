@@ -57,8 +57,18 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
 
 
-def make_client(tracking_uri: str | None) -> Any:
-    """An MlflowClient; the fluent API's global state (tracking URI, active run) is untouched."""
+def make_client(tracking_uri: str | None, archive: str | os.PathLike | None = None) -> Any:
+    """An MlflowClient; the fluent API's global state (tracking URI, active run) is untouched.
+
+    With `archive` (a folder `python -m mosgym.export` wrote): a read-only ArchiveReader with the
+    same reading methods, so everything below reads the archive as it reads MLflow.
+    """
+    if archive is not None:
+        if tracking_uri:
+            raise MosgymError("--archive and --tracking-uri: give one source of runs, not both")
+        from mosgym.records.archive_reader import ArchiveReader
+
+        return ArchiveReader(archive)
     from mlflow.tracking import MlflowClient
 
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
@@ -219,7 +229,7 @@ def to_run_data(client: Any, run: Any) -> RunData:
     if len(steps) == 0:
         raise MosgymError(
             f"run {rid} ({agent}): no dev_loss_mean history; it was not logged by mosgym.run "
-            "(see the MLflow contract in mosgym/tracking.py)"
+            "(see the MLflow contract in mosgym/experiment/tracking.py)"
         )
     w_steps, weights = _mixture(client, rid, skills)
     finals = {k: float(v) for k, v in metrics.items() if k.startswith("final/")}

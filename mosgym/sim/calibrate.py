@@ -1,7 +1,7 @@
 """Calibrate the simulator (mosgym/MoSSim-v0) from logged runs of the real environment.
 
     python -m mosgym.calibrate --experiment skills-tiny --out envs/sim-skills-tiny.yaml
-        [--tracking-uri URI] [--holdout K | --holdout-runs ID,ID] [--base envs/sim-x.yaml]
+        [--tracking-uri URI | --archive DIR] [--holdout K | --holdout-runs ID,ID] [--base ...]
 
 Reads every run of the MLflow experiment (the tracking contract): metrics "dev_loss/{skill}",
 "examples/{skill}" (cumulative) and "tokens/{skill}" with step = optimizer steps; params
@@ -32,6 +32,7 @@ import yaml
 
 from mosgym.config import read_yaml
 from mosgym.errors import MosgymError
+from mosgym.records.runs import make_client
 from mosgym.sim.fit import FitResult, RunCurves, fit_report, fit_sim_params, split_holdout
 from mosgym.sim.learner import parse_sim_params
 
@@ -126,11 +127,13 @@ def _curves(client: Any, run: Any, names: list[str]) -> list[RunCurves]:
     return curves
 
 
-def _search(experiment: str, tracking_uri: str | None) -> tuple[Any, list[Any], str]:
+def _search(
+    experiment: str, tracking_uri: str | None, archive: str | None = None
+) -> tuple[Any, list[Any], str]:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri)
-    uri = tracking_uri or "the default tracking URI"
+    client = make_client(None, archive) if archive else MlflowClient(tracking_uri)
+    uri = f"archive {archive}" if archive else tracking_uri or "the default tracking URI"
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise MosgymError(
@@ -147,9 +150,12 @@ def _search(experiment: str, tracking_uri: str | None) -> tuple[Any, list[Any], 
     return client, runs, uri
 
 
-def read_runs(experiment: str, tracking_uri: str | None = None) -> CalibrationData:
-    """Curves, skills and train settings of every run of `experiment` (one skill set)."""
-    client, runs, uri = _search(experiment, tracking_uri)
+def read_runs(
+    experiment: str, tracking_uri: str | None = None, archive: str | None = None
+) -> CalibrationData:
+    """Curves, skills and train settings of every run of `experiment` (one skill set), from
+    MLflow or from a run archive (mosgym.records.archive)."""
+    client, runs, uri = _search(experiment, tracking_uri, archive)
     names, sizes = _skills_of(runs[0])
     for r in runs[1:]:
         other, _ = _skills_of(r)
@@ -252,7 +258,7 @@ def write_outputs(out: Path, config: dict[str, Any], report: dict[str, Any]) -> 
 
 def calibrate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read, split, fit, evaluate: (config, report)."""
-    data = read_runs(args.experiment, args.tracking_uri)
+    data = read_runs(args.experiment, args.tracking_uri, args.archive)
     held_ids = args.holdout_runs.split(",") if args.holdout_runs else None
     fit_runs, held = split_holdout(data.runs, args.holdout, held_ids)
     fit = fit_sim_params(fit_runs, data.train_sizes, overfit_epochs=args.overfit_epochs)
@@ -281,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "  mosgym calibrate --experiment calib-skills-tiny --holdout 6 --out envs/sim-x.yaml",
     )
     parser.add_argument("--experiment", required=True, help="MLflow experiment of real-env runs")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    source.add_argument("--archive", default=None, help="read a run archive, not MLflow")
     hold = parser.add_mutually_exclusive_group()
     hold.add_argument(
         "--holdout",
@@ -307,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, report = calibrate(args)
         js, md = write_outputs(Path(args.out), config, report)
     except MosgymError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"mosgym: error: {e}", file=sys.stderr)
         return 2
     print(report_markdown(report))
     print(f"wrote {args.out}, {js}, {md}")

@@ -5,7 +5,8 @@
     python -m mosgym.fidelity --real paper-skills-tiny --sim sim-x \\
         --agents static-prop static-temp static-uni mos-cossim-ema
 
-Reads the FINISHED per-seed runs of both MLflow experiments (the compare command's reader), takes
+Reads the FINISHED per-seed runs of both MLflow experiments (the compare command's reader; or of
+a run archive's, with --archive DIR), takes
 each agent's final mean dev loss averaged over its seeds in each, and reports the Spearman rank
 correlation between the two (scipy), with the two rankings side by side. Absolute losses differ
 between simulator and model by design of the calibration target (curves, not entropies), so only
@@ -118,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sim", required=True, help="MLflow experiment of simulator runs")
     p.add_argument("--agents", nargs="+", required=True, metavar="A")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLflow's)")
+    p.add_argument("--archive", default=None, help="read a run archive (mosgym.export), not MLflow")
     args = p.parse_args(argv)
     try:
-        result = measure(make_client(args.tracking_uri), args.real, args.sim, args.agents)
+        client = make_client(args.tracking_uri, args.archive)
+        result = measure(client, args.real, args.sim, args.agents)
     except MosgymError as e:
         print(f"mosgym: error: {e}", file=sys.stderr)
         return 2
