@@ -217,14 +217,17 @@ def test_control_trust_policy_unpickles_and_says_so(tmp_path: Path, caplog) -> N
         tmp_path / "t.zip",
         lambda d: d["ep_success_buffer"].update({":serialized:": payload_b64(marker)}),
     )
-    cfg = load_agent_config(agent_yaml(tmp_path, zip_))
-    make_agent(cfg)
+    make_agent(load_agent_config(agent_yaml(tmp_path, zip_)))
     assert not marker.exists()
-    cfg.params.trust_policy = True
     with caplog.at_level("WARNING", logger="mosgym"):
-        make_agent(cfg)
+        cfg = load_agent_config(agent_yaml(tmp_path, zip_, trust_policy=True))
+        assert not marker.exists()  # the config reads JSON only, even when trusting
+        agent = make_agent(cfg)
     assert marker.exists()
     assert "trust_policy is on" in caplog.text and "unpickles" in caplog.text
+    shipped = load_policy(POLICY, PPO)
+    for o in np.random.default_rng(0).uniform(0, 1.5, (20, 25)).astype(np.float32):
+        np.testing.assert_array_equal(agent.act(o), shipped.predict(o, deterministic=True)[0])
 
 
 def _cli_env(tracking_uri: str) -> dict[str, str]:
