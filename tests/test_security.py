@@ -356,6 +356,16 @@ FUZZ: dict[str, tuple[Maker, dict[str, Any], str]] = {
     "wrong_algorithm_sac": (lambda t, m: POLICY, {"algo": "sac"}, "set params.algo"),
     "wrong_algorithm_dqn": (lambda t, m: POLICY, {"algo": "dqn"}, "set params.algo"),
     "obs_shape": (_edit(lambda d: d["observation_space"].update(_shape=[13])), {}, "mosgym env"),
+    "huge_spaces": (
+        _edit(
+            lambda d: (
+                d["action_space"].update(_shape=[10**8]),
+                d["observation_space"].update(_shape=[4 * 10**8 + 1]),
+            )
+        ),
+        {},
+        "not a mosgym env.s .*N <= 4096",
+    ),  # fmt: skip
     "not_a_box": (_edit(lambda d: d["action_space"].update({":type:": MULTI_BINARY})), {}, "Box"),
     "action_bounds": (
         _edit(lambda d: d["action_space"].update(low="[-2. -2. -2. -2. -2. -2.]")),

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 MiB = 1 << 20
 # Caps far above what SB3 writes for an MLP (a 180 KB zip here: 16 KB of data, 6-8 members)
 MAX_FILE_BYTES, MAX_DATA_BYTES, MAX_WEIGHTS_BYTES = 256 * MiB, 4 * MiB, 64 * MiB
-MAX_MEMBERS = 32
+MAX_MEMBERS, MAX_SKILLS = 32, 4096
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -219,11 +219,11 @@ def saved_spaces(pz: PolicyZip) -> tuple[gym.spaces.Box, gym.spaces.Space]:
     act_kind, act = _space_entry(pz, "action_space")
     obs_kind, obs_shape = _space_entry(pz, "observation_space")
     n = act if act_kind == "discrete" else (act[0] if len(act) == 1 else -1)
-    if n < 1 or obs_kind != "box" or obs_shape != (4 * n + 1,):
+    if not 1 <= n <= MAX_SKILLS or obs_kind != "box" or obs_shape != (4 * n + 1,):
         raise _refuse(
             pz.path,
             f"trained on observations {obs_shape} and actions {act}, not a mosgym env's "
-            "(4N+1 observations and N actions for N skills)",
+            f"(4N+1 observations and N actions for N <= {MAX_SKILLS} skills)",
         )
     kind = "discrete" if act_kind == "discrete" else "continuous"
     spaces = mosgym_spaces(n, kind)
@@ -256,12 +256,11 @@ def _plain_value(pz: PolicyZip, key: str, value: Any) -> Any:
     """A policy_kwargs value as SB3 stored it -> the value (known classes rebuilt by name)."""
     if isinstance(value, str) and value in _KNOWN_CLASSES:
         return _KNOWN_CLASSES[value]
-    if isinstance(value, str) and value.startswith(("<", "{", "(")):
+    if isinstance(value, str) and value.startswith(("<", "{", "(", "[")):
         raise _refuse(
             pz.path,
-            f"policy_kwargs.{key} is a Python object ({value[:80]}) that only unpickling "
-            "rebuilds; set trust_policy: true in the agent YAML only if you trust the file's "
-            "author",
+            f"policy_kwargs.{key} is a Python object ({value[:80]}) only unpickling rebuilds; "
+            "set trust_policy: true in the agent YAML only if you trust the file's author",
         )
     return value
 
@@ -271,9 +270,9 @@ def saved_policy_kwargs(pz: PolicyZip) -> dict[str, Any]:
     entry = pz.data.get("policy_kwargs") or {}
     if not isinstance(entry, dict):
         raise _refuse(pz.path, "policy_kwargs is not a mapping")
-    kwargs = {
-        k: _plain_value(pz, k, v) for k, v in entry.items() if k not in (":type:", ":serialized:")
-    }
+    # SB3's load drops a stored device too (older versions saved one)
+    skip = (":type:", ":serialized:", "device")
+    kwargs = {k: _plain_value(pz, k, v) for k, v in entry.items() if k not in skip}
     arch = kwargs.get("net_arch")
     if isinstance(arch, list) and arch and isinstance(arch[0], dict):
         kwargs["net_arch"] = arch[0]  # SB3 < 1.8 format, converted as SB3's load does
