@@ -19,6 +19,7 @@ from typing import Any
 from mosgym.agents.base import Agent
 from mosgym.agents.mos import MosAgent, MosParams
 from mosgym.agents.odm import ODMAgent, ODMParams
+from mosgym.agents.policy_file import policy_action_kind
 from mosgym.agents.sb3 import (
     ALGO_ACTION_KINDS,
     SB3Agent,
@@ -26,7 +27,6 @@ from mosgym.agents.sb3 import (
     SB3PolicyAgent,
     SB3PolicyParams,
     check_algo,
-    saved_action_kind,
 )
 from mosgym.agents.static import StaticAgent, StaticParams
 from mosgym.config import RewardConfig, apply_overrides, from_dict, read_yaml
@@ -77,7 +77,8 @@ def native_action_kind(cfg: AgentConfig) -> str:
     if cfg.kind == "sb3":
         return ALGO_ACTION_KINDS[cfg.params.algo]
     if cfg.kind == "sb3-policy":
-        return saved_action_kind(cfg.params.path)
+        cls = check_algo(cfg.params.algo, cfg.name)
+        return policy_action_kind(cfg.params.path, cls, cfg.params.trust_policy)
     return "any"
 
 

@@ -5,7 +5,9 @@ A learning SB3 agent cannot be driven step by step by act/observe (SB3 owns its 
 so it is a `SelfDrivingAgent`: the runner hands `learn` the env (wrapped with its recorder) and
 SB3 steps it inside `model.learn`. SB3's own logger is routed to the runner's `log_metrics`.
 A saved policy (a .zip from `model.save`) is a plain `Agent`: act = `model.predict(obs,
-deterministic=True)`; that is how a policy trained on the simulator is deployed. Example YAML:
+deterministic=True)`; that is how a policy trained on the simulator is deployed. Saved files are
+read by `mosgym.agents.policy_file`, which never unpickles them (SB3's `load` does, and so runs
+any code a tampered file carries) unless the YAML says `trust_policy: true`. Example YAML:
 
     name: ppo-deployed
     kind: sb3-policy
@@ -15,9 +17,7 @@ deterministic=True)`; that is how a policy trained on the simulator is deployed.
 from __future__ import annotations
 
 import inspect
-import json
 import math
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +29,8 @@ from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.noise import NormalActionNoise
-from torch import nn
 
+from mosgym.agents.policy_file import ACTIVATIONS, load_policy, mosgym_spaces
 from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 
@@ -43,12 +43,6 @@ ALGO_ACTION_KINDS = {
     "dqn": "discrete",
 }
 """Action spaces each algorithm supports ('any': Box and Discrete)."""
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-}
 _SET_BY_US = {
     "self",
     "policy",
@@ -116,6 +110,12 @@ class SB3PolicyParams:
     """Act with the policy's mode rather than sampling."""
     device: str = "cpu"
     """Torch device for the policy."""
+    trust_policy: bool = False
+    """Load the file with SB3's own `load`, which unpickles its `data` entries: code hidden in
+    a tampered file then runs with your permissions (a warning is logged). Off (default): the
+    file is read as JSON and weights only, which covers every MlpPolicy with plain network
+    settings (all that mosgym trains). Turn on only for a file you made or whose author you
+    trust, e.g. one with a custom features extractor."""
 
 
 class MetricsWriter(KVWriter):
@@ -206,6 +206,7 @@ class SB3Agent:
         self.kwargs = build_kwargs(params, name)
         self.action_kind = ALGO_ACTION_KINDS[params.algo]
         self.model: BaseAlgorithm | None = None
+        self.spec: EnvSpec | None = None
         self.seed = 0
         self.interval = 1
         self.metrics_sink: LogMetrics | None = None
@@ -222,13 +223,16 @@ class SB3Agent:
             )
         self.spec, self.seed, self.interval = spec, seed, spec.interval
 
-    def _build(self, env: gym.Env) -> BaseAlgorithm:
+    def _with_noise(self, n: int) -> dict[str, Any]:
+        """Constructor kwargs, with SAC/TD3 exploration noise on `n` actions if asked for."""
         kwargs = dict(self.kwargs)
         if self.params.action_noise_sigma > 0 and self.params.algo in ("sac", "td3"):
-            n = env.action_space.shape[0]
-            kwargs["action_noise"] = NormalActionNoise(
-                np.zeros(n), np.full(n, self.params.action_noise_sigma)
-            )
+            sigma = self.params.action_noise_sigma
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(n), np.full(n, sigma))
+        return kwargs
+
+    def _build(self, env: gym.Env) -> BaseAlgorithm:
+        kwargs = self._with_noise(int(np.prod(env.action_space.shape or (1,))))
         try:
             return self.cls(
                 self.params.policy,
@@ -296,7 +300,16 @@ class SB3Agent:
         self.model.save(path)
 
     def load(self, path: str | Path) -> None:
-        self.model = load_model(self.cls, path, self.params.device)
+        """Go on from a saved model (weights, optimizer states, step count; read without
+        unpickling): call after setup(); the YAML's settings must match the file's."""
+        if self.spec is None:
+            raise MosgymError(f"agent {self.name}: call setup() before load()")
+        n = len(self.spec.skill_names)
+        spaces = mosgym_spaces(n, self.spec.action_kind)
+        kwargs = self._with_noise(n)
+        self.model = load_policy(
+            path, self.cls, spaces=spaces, device=self.params.device, train_kwargs=kwargs
+        )
 
 
 class SB3PolicyAgent:
@@ -305,7 +318,12 @@ class SB3PolicyAgent:
     def __init__(self, name: str, params: SB3PolicyParams) -> None:
         self.name = name
         self.params = params
-        self.model = load_model(check_algo(params.algo, name), params.path, params.device)
+        self.model = load_policy(
+            params.path,
+            check_algo(params.algo, name),
+            device=params.device,
+            trust=params.trust_policy,
+        )
         discrete = isinstance(self.model.action_space, gym.spaces.Discrete)
         self.action_kind = "discrete" if discrete else "continuous"
 
@@ -335,32 +353,6 @@ def predict(model: BaseAlgorithm, obs: np.ndarray, deterministic: bool) -> np.nd
     return np.asarray(action, dtype=np.float32)
 
 
-def zip_path(path: str | Path) -> Path:
-    """The saved model's file (SB3 adds '.zip' when saving), or a MosgymError if missing."""
-    p = Path(path)
-    if not p.is_file() and Path(f"{p}.zip").is_file():
-        p = Path(f"{p}.zip")
-    if not p.is_file():
-        raise MosgymError(f"{path}: saved SB3 policy not found (a .zip written by model.save)")
-    return p
-
-
 def load_model(cls: type[BaseAlgorithm], path: str | Path, device: str) -> BaseAlgorithm:
-    """`cls.load(path)` with one-line errors for missing or foreign files."""
-    p = zip_path(path)
-    try:
-        return cls.load(p, device=device)
-    except Exception as e:  # SB3 raises many types for foreign or corrupt files
-        raise MosgymError(f"{p}: cannot load as a {cls.__name__} policy ({e})") from None
-
-
-def saved_action_kind(path: str | Path) -> str:
-    """'continuous' or 'discrete' from a saved SB3 .zip, read without unpickling anything."""
-    p = zip_path(path)
-    try:
-        with zipfile.ZipFile(p) as zf:
-            data = json.loads(zf.read("data"))
-        space_type = str(data["action_space"][":type:"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise MosgymError(f"{p}: not a saved SB3 model ({e})") from None
-    return "discrete" if "Discrete" in space_type else "continuous"
+    """A saved frozen `cls` policy, read safely (`policy_file.load_policy`; kept for callers)."""
+    return load_policy(path, cls, device=device)

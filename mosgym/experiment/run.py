@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     if args.quiet:
         logging.getLogger("mosgym").setLevel(logging.ERROR)
+        logging.getLogger("mosgym.security").setLevel(logging.WARNING)  # trust_* warnings
     return _run(args)
 
 

@@ -149,8 +149,9 @@ def _this_machine(host: str) -> bool:
 def _store_refused(uri: str, where: str) -> MosgymError:
     return MosgymError(
         f"MLflow tracking store {uri} is a local path, but {where}: Ray workers on other "
-        "machines cannot write there; start a tracking server (`mlflow server --host 0.0.0.0 "
-        "--backend-store-uri sqlite:///mlflow.db`) and set MLFLOW_TRACKING_URI=http://HOST:5000"
+        "machines cannot write there; start a tracking server (`mlflow server --host HOST "
+        "--backend-store-uri sqlite:///mlflow.db`, HOST: this machine's address on the cluster's "
+        "private network) and set MLFLOW_TRACKING_URI=http://HOST:5000"
     )
 
 

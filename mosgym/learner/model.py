@@ -199,7 +199,8 @@ def _from_pretrained(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """AutoModelForCausalLM / AutoTokenizer with user errors turned into one clear line."""
     if cfg.trust_remote_code:
-        logger.warning(
+        # A logger that `-q` leaves on: running a checkpoint's code must never pass unsaid.
+        logging.getLogger("mosgym.security").warning(
             "model %s: trust_remote_code is on; the checkpoint's own code will run", name
         )
     extra = {"gguf_file": gguf_file} if gguf_file else {}
