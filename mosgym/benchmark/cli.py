@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -228,25 +229,29 @@ def _summary(stage: str, counts: StageCounts) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mosgym.experiment import faults
+
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    try:
-        args = build_parser().parse_args(argv)
-        given = sys.argv[1:] if argv is None else list(argv)
-        args.command = "mosgym benchmark " + " ".join(given)
-        if not args.quiet:
-            logging.getLogger("mosgym.benchmark").setLevel(logging.INFO)
-        out = run(args)
-    except MosgymError as e:
-        print(f"mosgym: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "mosgym: interrupted; rerun the same command to continue (finished parts are skipped)",
-            file=sys.stderr,
-        )
-        return 130
+    with faults.signal_handlers():  # SIGTERM too marks the current run KILLED before exiting
+        try:
+            args = build_parser().parse_args(argv)
+            given = sys.argv[1:] if argv is None else list(argv)
+            args.command = "mosgym benchmark " + " ".join(given)
+            if not args.quiet:
+                logging.getLogger("mosgym.benchmark").setLevel(logging.INFO)
+            out = run(args)
+        except MosgymError as e:
+            print(f"mosgym: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:
+            print(
+                "mosgym: interrupted; rerun the same command to continue (finished parts are "
+                "skipped)",
+                file=sys.stderr,
+            )
+            return 128 + int(getattr(e, "signum", signal.SIGINT))
     if "report" in out:
         print(out["report"].markdown, end="")
         print(f"wrote {out['report'].folder}/", file=sys.stderr)

@@ -53,6 +53,8 @@ class Scores:
     curves: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     """Trained algorithms: per seed (seed, env steps (K,), simulator final mean dev loss (K,))."""
     train_seconds: dict[str, list[float]] = field(default_factory=dict)
+    real_seconds: dict[str, list[float]] = field(default_factory=dict)
+    """Wall time of each real run (MLflow wall_time_s)."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -131,6 +133,8 @@ def _load_real(client: Any, settings: Settings, s: Scores) -> None:
             continue
         seen.add(trial)
         s.real.setdefault(name, []).append(float(run.data.metrics["final/dev_loss_mean"]))
+        if "wall_time_s" in run.data.metrics:
+            s.real_seconds.setdefault(name, []).append(float(run.data.metrics["wall_time_s"]))
 
 
 # ----------------------------------------------------------------------------------- rows
@@ -151,6 +155,9 @@ class Row:
     poi_mos: float
     poi_mos_ci: Interval
     train_s: float
+    """Median training seconds per seed in the simulator (NaN: nothing trained)."""
+    real_s: float
+    """Median wall seconds of a real run."""
 
     @property
     def gap(self) -> float:
@@ -194,23 +201,14 @@ def rows(s: Scores, n_boot: int = 2000) -> list[Row]:
         mine = s.real.get(name, [])
         p_s = _poi(mine, s.real.get(ref) if ref and ref != name else None, n_boot)
         p_m = _poi(mine, s.real.get(MOS_PROP) if name != MOS_PROP else None, n_boot)
-        secs = s.train_seconds.get(name)
-        out.append(
-            Row(
-                name,
-                kind,
-                real_n,
-                real_iqm,
-                real_ci,
-                sim_n,
-                sim_iqm,
-                sim_ci,
-                *p_s,
-                *p_m,
-                float(np.median(secs)) if secs else math.nan,
-            )
-        )
+        train_s, real_s = _median(s.train_seconds.get(name)), _median(s.real_seconds.get(name))
+        row = [real_n, real_iqm, real_ci, sim_n, sim_iqm, sim_ci, *p_s, *p_m, train_s, real_s]
+        out.append(Row(name, kind, *row))
     return sorted(out, key=lambda r: (math.isnan(r.real_iqm), _key(r.real_iqm), _key(r.sim_iqm)))
+
+
+def _median(values: list[float] | None) -> float:
+    return float(np.median(values)) if values else math.nan
 
 
 def _key(x: float) -> float:
@@ -247,15 +245,16 @@ def markdown(settings: Settings, s: Scores, table: list[Row], figures: str | Non
         f"real run ends below one of X's. Gap: real minus simulator IQM.",
         "",
         f"| # | agent | kind | real runs | real ↓ | P(beats `{ref}`) ↑ | P(beats `{MOS_PROP}`) ↑ "
-        "| sim runs | sim ↓ | sim-to-real gap | train s/seed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| sim runs | sim ↓ | sim-to-real gap | train s/seed | real s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(table, 1):
         lines.append(
             f"| {i} | {r.name} | {r.kind} | {r.real_n} | {cell(r.real_iqm, r.real_ci, r.real_n)} "
             f"| {cell(r.poi_static, r.poi_static_ci, r.real_n)} "
             f"| {cell(r.poi_mos, r.poi_mos_ci, r.real_n)} | {r.sim_n} "
-            f"| {cell(r.sim_iqm, r.sim_ci, r.sim_n)} | {num(r.gap)} | {num(r.train_s)} |"
+            f"| {cell(r.sim_iqm, r.sim_ci, r.sim_n)} | {num(r.gap)} | {num(r.train_s)} "
+            f"| {num(r.real_s)} |"
         )
     lines += ["", _target_line(table, ref)]
     if figures is not None:
@@ -286,58 +285,35 @@ def _target_line(table: list[Row], ref: str) -> str:
     )
 
 
-CSV_COLUMNS = (
-    "agent",
-    "kind",
-    "real_runs",
-    "real_iqm",
-    "real_ci_low",
-    "real_ci_high",
-    "poi_best_static",
-    "poi_best_static_low",
-    "poi_best_static_high",
-    "poi_mos_prop",
-    "poi_mos_prop_low",
-    "poi_mos_prop_high",
-    "sim_runs",
-    "sim_iqm",
-    "sim_ci_low",
-    "sim_ci_high",
-    "sim_to_real_gap",
-    "train_seconds_median",
-)
+def _csv_fields(r: Row) -> dict[str, float | int | str]:
+    """One leaderboard row as named numbers, in the CSV's column order."""
+    return {
+        "agent": r.name, "kind": r.kind, "real_runs": r.real_n, "real_iqm": r.real_iqm,
+        "real_ci_low": r.real_ci.lo, "real_ci_high": r.real_ci.hi,
+        "poi_best_static": r.poi_static, "poi_best_static_low": r.poi_static_ci.lo,
+        "poi_best_static_high": r.poi_static_ci.hi, "poi_mos_prop": r.poi_mos,
+        "poi_mos_prop_low": r.poi_mos_ci.lo, "poi_mos_prop_high": r.poi_mos_ci.hi,
+        "sim_runs": r.sim_n, "sim_iqm": r.sim_iqm, "sim_ci_low": r.sim_ci.lo,
+        "sim_ci_high": r.sim_ci.hi, "sim_to_real_gap": r.gap,
+        "train_seconds_median": r.train_s, "real_seconds_median": r.real_s,
+    }  # fmt: skip
 
 
 def leaderboard_csv(table: list[Row]) -> str:
-    def f(x: float) -> str:
-        return "" if math.isnan(x) else repr(float(x))
+    """Full precision; empty cells where there is no number."""
+
+    def f(x: float | int | str) -> str:
+        if isinstance(x, float):
+            return "" if math.isnan(x) else repr(x)
+        return str(x)
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in table:
-        w.writerow(
-            [
-                r.name,
-                r.kind,
-                r.real_n,
-                f(r.real_iqm),
-                f(r.real_ci.lo),
-                f(r.real_ci.hi),
-                f(r.poi_static),
-                f(r.poi_static_ci.lo),
-                f(r.poi_static_ci.hi),
-                f(r.poi_mos),
-                f(r.poi_mos_ci.lo),
-                f(r.poi_mos_ci.hi),
-                r.sim_n,
-                f(r.sim_iqm),
-                f(r.sim_ci.lo),
-                f(r.sim_ci.hi),
-                f(r.gap),
-                f(r.train_s),
-            ]
-        )
+    for k, r in enumerate(table):
+        fields = _csv_fields(r)
+        if k == 0:
+            w.writerow(fields)
+        w.writerow([f(v) for v in fields.values()])
     return buf.getvalue()
 
 

@@ -83,6 +83,10 @@ def open_parent(
     parent = find_parent(client, exp_id, bench_id)
     if parent is not None:
         client.update_run(parent.run_id, status="RUNNING")
+        for run in children(client, parent):  # left running by a process that was killed
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                client.set_tag(run.info.run_id, ERROR, "left running by a benchmark that stopped")
+                client.set_terminated(run.info.run_id, "FAILED")
         return parent
     tags = {
         KIND: "benchmark",

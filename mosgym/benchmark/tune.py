@@ -278,13 +278,11 @@ def tune_from_args(args: argparse.Namespace, settings: Settings) -> list[Path]:
     storage = args.tune_storage or f"sqlite:///{(settings.out / 'optuna.db').resolve()}"
     settings.out.mkdir(parents=True, exist_ok=True)
     command = getattr(args, "command", "mosgym benchmark --stage tune")
-    return [
-        tune(
-            Tuning(settings, a, budget, seeds, args.tune_episodes),
-            args.trials,
-            storage,
-            out,
-            command,
-        )
-        for a in settings.entries
-    ]
+    paths = []
+    for algo, entry in settings.entries.items():
+        if entry.randomised:  # '-dr' trains with its base algorithm's entry: tune that one
+            log.info("%s uses the entry of %s: tune %s", algo, base_algo(algo), base_algo(algo))
+            continue
+        tuning = Tuning(settings, algo, budget, seeds, args.tune_episodes)
+        paths.append(tune(tuning, args.trials, storage, out, command))
+    return paths
