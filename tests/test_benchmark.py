@@ -254,6 +254,7 @@ def _mismatched_sim(tmp_path: Path) -> Path:
         (["--stage", "report", "--experiment", "never-run"], "run the simulator stage first"),
         (["--eval-every", "5000"], "--eval-every 5000: must be between 1 and --budget"),
         (["--stage", "tune", "--trials", "0"], "--trials 0: must be >= 1"),
+        (["--shard", "2/2"], "--shard 2/2: expected I/N"),
     ],
 )  # fmt: skip
 def test_input_mistakes_are_one_line_exit_2(

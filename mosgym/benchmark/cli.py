@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--out", type=Path, default=None, help="policies and report (default benchmarks/SUITE)")
     a("--experiment", default=None, help="MLflow experiment of the parent (bench-SUITE)")
     a("--real-experiment", default=None, help="experiment of the deployments (bench-SUITE-real)")
+    a(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="real stage: run only deployments k with k %% N == I (N processes side by side)",
+    )
     a("--readme", type=Path, default=None, help="report: fill its benchmark-SUITE block")
     a("--n-boot", type=int, default=2000, help="bootstrap samples (default 2000)")
     a("--threads", type=int, default=1, help="torch threads (default 1: tiny networks)")
@@ -146,11 +152,26 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         real_experiment=args.real_experiment or f"bench-{args.suite}-real",
     )
     settings.check()
+    parse_shard(args.shard)
     if args.n_boot < 100:
         raise MosgymError(f"--n-boot {args.n_boot}: use at least 100 bootstrap samples")
     if args.threads < 1:
         raise MosgymError(f"--threads {args.threads}: must be >= 1")
     return settings
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'1/2' -> (1, 2); None -> (0, 1)."""
+    if text is None:
+        return 0, 1
+    i, sep, n = text.partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = (-1, 0)
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise MosgymError(f"--shard {text}: expected I/N with 0 <= I < N, e.g. 0/2")
+    return shard
 
 
 def _baselines(names: list[str]) -> list[str]:
@@ -210,7 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.stage in ("all", "real"):
         from mosgym.benchmark.deploy import run_real_stage
 
-        out["real"] = run_real_stage(client, settings)
+        out["real"] = run_real_stage(client, settings, parse_shard(args.shard))
         _summary("real", out["real"])
     if args.stage in ("all", "report"):
         from mosgym.benchmark.report import run_report_stage

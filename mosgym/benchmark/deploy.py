@@ -49,8 +49,11 @@ class Deployment:
 
 
 def _write(path: Path, data: dict[str, Any], header: str) -> Path:
+    """Written under a temporary name, then renamed: a shard reading it never sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
@@ -161,15 +164,18 @@ def finished_deployments(client: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
-def run_real_stage(client: Any, settings: Settings) -> StageCounts:
-    """Run every deployment not finished yet, one `run_request` at a time."""
+def run_real_stage(client: Any, settings: Settings, shard: tuple[int, int] = (0, 1)) -> StageCounts:
+    """Run every deployment not finished yet, one `run_request` at a time; with a shard (I, N)
+    only deployments k with k % N == I, so N processes can share the work."""
     from mosgym.experiment.runner import run_request
 
     counts = StageCounts()
     deployments = plan(settings)
     requests = [request(settings, d) for d in deployments]  # every config error before a run
     done = finished_deployments(client, settings)
-    for d, req in zip(deployments, requests, strict=True):
+    for k, (d, req) in enumerate(zip(deployments, requests, strict=True)):
+        if k % shard[1] != shard[0]:
+            continue
         label = f"{d.algo} on real seed {d.seed}" + (
             "" if d.train_seed is None else f" (policy of seed {d.train_seed})"
         )
