@@ -255,12 +255,15 @@ def _mismatched_sim(tmp_path: Path) -> Path:
         (["--eval-every", "5000"], "--eval-every 5000: must be between 1 and --budget"),
         (["--stage", "tune", "--trials", "0"], "--trials 0: must be >= 1"),
         (["--shard", "2/2"], "--shard 2/2: expected I/N"),
+        (["--readme", "NOBLOCK"], "no block for this suite"),
     ],
 )  # fmt: skip
 def test_input_mistakes_are_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
-    extra = [str(_mismatched_sim(tmp_path)) if e == "SWAPPED" else e for e in extra]
+    (tmp_path / "README.md").write_text("# no block here\n")
+    files = {"SWAPPED": str(_mismatched_sim(tmp_path)), "NOBLOCK": str(tmp_path / "README.md")}
+    extra = [files.get(e, e) for e in extra]
     code = cli.main(bench_args(tmp_path, *extra))
     err = capsys.readouterr().err
     assert code == 2, err
@@ -302,6 +305,22 @@ def test_performance_profile_by_hand() -> None:
     taus = np.array([1.0, 1.75])
     assert performance_profile(scores, taus, higher_is_better=False).tolist() == [0.25, 0.75]
     assert performance_profile(scores, taus).tolist() == [0.5, 0.25]
+
+
+def test_real_runs_kept_follow_seeds_and_pairing() -> None:
+    from types import SimpleNamespace
+
+    from mosgym.benchmark.leaderboard import _wanted
+
+    def tags(seed: int, train: int | None = None) -> dict[str, str]:
+        return {bt.SEED: str(seed)} | ({} if train is None else {bt.TRAIN_SEED: str(train)})
+
+    zipped = SimpleNamespace(seeds=[0, 1], real_seeds=[5, 6], pairing="zip")
+    crossed = SimpleNamespace(seeds=[0, 1], real_seeds=[5, 6], pairing="cross")
+    assert _wanted(zipped, tags(5, 0)) and _wanted(zipped, tags(6, 1))
+    assert not _wanted(zipped, tags(6, 0)) and _wanted(crossed, tags(6, 0))
+    assert not _wanted(crossed, tags(7, 0)) and not _wanted(crossed, tags(5, 2))
+    assert _wanted(crossed, tags(6)) and not _wanted(crossed, tags(4))  # baselines: real seed
 
 
 def test_leaderboard_rows_by_hand() -> None:

@@ -153,6 +153,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
     settings.check()
     parse_shard(args.shard)
+    if args.readme is not None and args.stage in ("all", "report"):
+        from mosgym.benchmark.report import block_name, check_block
+
+        check_block(args.readme, block_name(settings))  # now, not after hours of training
     if args.n_boot < 100:
         raise MosgymError(f"--n-boot {args.n_boot}: use at least 100 bootstrap samples")
     if args.threads < 1:

@@ -48,7 +48,7 @@ def run_report_stage(
 ) -> Report:
     """Read MLflow, write the folder, attach it to the parent run, fill the README block."""
     if readme is not None:
-        _check_block(readme, block_name(settings))
+        check_block(readme, block_name(settings))
     s = load_scores(client, settings)
     table = rows(s, n_boot)
     md = markdown(settings, s, table, figures=".")
@@ -84,7 +84,7 @@ def block_name(settings: Settings) -> str:
     return f"benchmark-{settings.suite.name}"
 
 
-def _check_block(readme: Path, name: str) -> None:
+def check_block(readme: Path, name: str) -> None:
     if not readme.is_file():
         raise MosgymError(f"--readme {readme}: file not found")
     if not re.search(BLOCK.format(name=re.escape(name)), readme.read_text(encoding="utf-8"), re.S):
@@ -118,4 +118,4 @@ def fill_readme(readme: Path, settings: Settings, s: Any, table: list[Row]) -> N
     Path(f.name).replace(readme)
 
 
-__all__ = ["FIGURES", "Report", "block_name", "fill_readme", "run_report_stage"]
+__all__ = ["FIGURES", "Report", "block_name", "check_block", "fill_readme", "run_report_stage"]
