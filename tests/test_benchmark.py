@@ -339,4 +339,6 @@ def test_leaderboard_rows_by_hand() -> None:
     assert ppo.poi_mos == pytest.approx(8.5 / 9)  # one tie at 0.6 counts a half
     assert ppo.gap == pytest.approx(0.55 - 0.425) and ppo.target_reached
     assert not table[1].target_reached  # a baseline is never "trained in the simulator"
+    del s.real["mos-prior-tau1"]
+    assert not rows(s, n_boot=200)[0].target_reached  # not judged without MoS-PROP's runs
     assert re.fullmatch(r"0\.\d+", f"{table[2].poi_mos:.3f}")
