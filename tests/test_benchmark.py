@@ -155,17 +155,21 @@ def test_interrupted_simulator_stage_resumes_without_redoing(
 
 
 # --------------------------------------------------------------------------------- tuning
-def test_optuna_tunes_three_trials_and_writes_a_loadable_entry(tmp_path: Path) -> None:
+def test_optuna_tunes_three_trials_and_writes_a_loadable_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import optuna
 
-    out, storage = tmp_path / "hp", f"sqlite:///{tmp_path}/optuna.db"
+    monkeypatch.chdir(tmp_path)  # ./agents comes first: tuned entries land in ./agents/bench
+    (tmp_path / "agents").mkdir()
+    storage = f"sqlite:///{tmp_path}/optuna.db"
     argv = bench_args(
         tmp_path, "--stage", "tune", "--algos", "a2c", "odm", "--trials", "3",
-        "--tune-budget", "160", "--tune-episodes", "2", "--tune-out", str(out),
-        "--tune-storage", storage,
+        "--tune-budget", "160", "--tune-episodes", "2", "--tune-storage", storage,
     )  # fmt: skip
     paths = run(argv)["tune"]
-    assert [p.name for p in paths] == ["a2c.yaml", "odm.yaml"]
+    assert paths == [tmp_path / "agents" / "bench" / "skills-tiny" / f"{a}.yaml"
+                     for a in ("a2c", "odm")]  # fmt: skip
     for algo, path in zip(("a2c", "odm"), paths, strict=True):
         text = path.read_text()
         assert text.startswith("# Tuned by: mosgym benchmark ") and "--stage tune" in text
@@ -173,9 +177,12 @@ def test_optuna_tunes_three_trials_and_writes_a_loadable_entry(tmp_path: Path) -
         parse_entry(algo, read_yaml(path), path)  # a valid entry for the benchmark
     assert "160 simulated env steps" in paths[0].read_text()
     assert 0.5 <= read_yaml(paths[1])["agent"]["params"]["alpha"] <= 0.99
-    summaries = optuna.get_all_study_summaries(storage)
-    assert sorted(s.n_trials for s in summaries) == [3, 3]
-    run(argv)  # resumed: the studies are complete, no trial is added
+    args = cli.build_parser().parse_args(bench_args(tmp_path, "--algos", "odm"))
+    assert cli.settings_from_args(args).entries["odm"].path == paths[1]  # the suite's entry now
+    assert sorted(s.n_trials for s in optuna.get_all_study_summaries(storage)) == [3, 3]
+    # Rerun: the same studies (the search starts from the default entry, not from its own
+    # output), complete: no trial is added.
+    run(argv)
     assert sorted(s.n_trials for s in optuna.get_all_study_summaries(storage)) == [3, 3]
 
 

@@ -31,7 +31,7 @@ import yaml
 
 from mosgym.benchmark.protocol import Settings
 from mosgym.benchmark.simeval import TUNE_SEED, score_agent
-from mosgym.benchmark.suite import Entry, base_algo, digest, parse_entry
+from mosgym.benchmark.suite import Entry, base_algo, digest, load_entry, parse_entry
 from mosgym.benchmark.train import train_sb3
 from mosgym.config import read_yaml, to_dict
 from mosgym.errors import MosgymError
@@ -146,9 +146,19 @@ class Tuning:
     """One algorithm's study: the objective and the entry it writes."""
 
     def __init__(
-        self, settings: Settings, algo: str, budget: int, seeds: list[int], episodes: int
+        self,
+        settings: Settings,
+        algo: str,
+        budget: int,
+        seeds: list[int],
+        episodes: int,
+        hparams: str | None = None,
     ) -> None:
-        self.settings, self.algo, self.entry = settings, algo, settings.entries[algo]
+        # The search starts from --hparams, else the default entry, never from the suite's
+        # tuned file: that is this search's output, and starting from it would make a rerun
+        # after an interruption a new study instead of the same one resumed.
+        self.entry = load_entry(algo, "default", hparams)
+        self.settings, self.algo = settings, algo
         self.budget, self.seeds, self.episodes = budget, seeds, episodes
         self.base = read_yaml(self.entry.path)
 
@@ -283,6 +293,6 @@ def tune_from_args(args: argparse.Namespace, settings: Settings) -> list[Path]:
         if entry.randomised:  # '-dr' trains with its base algorithm's entry: tune that one
             log.info("%s uses the entry of %s: tune %s", algo, base_algo(algo), base_algo(algo))
             continue
-        tuning = Tuning(settings, algo, budget, seeds, args.tune_episodes)
+        tuning = Tuning(settings, algo, budget, seeds, args.tune_episodes, args.hparams)
         paths.append(tune(tuning, args.trials, storage, out, command))
     return paths
