@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("mosgym.sim.calibrate:main", "fit the simulator to logged real runs"),
     "sim2real": ("mosgym.experiment.sim2real:main", "train an SB3 policy in the simulator"),
     "fidelity": ("mosgym.sim.fidelity:main", "does the simulator rank agents as the real env?"),
+    "benchmark": ("mosgym.benchmark.cli:main", "RL algorithms trained in the simulator, ranked"),
     "export": ("mosgym.records.archive:export_main", "MLflow runs -> a plain-file run archive"),
     "import": ("mosgym.records.archive:import_main", "a run archive -> any MLflow store"),
 }

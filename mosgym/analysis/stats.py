@@ -190,3 +190,18 @@ def speedup(ref_steps_to_target: float, agent_steps_to_target: float) -> float:
     if np.isinf(ref):
         return float("inf")
     return ref / agent
+
+
+def performance_profile(
+    scores: np.ndarray, thresholds: np.ndarray, higher_is_better: bool = True
+) -> np.ndarray:
+    """Fraction of run x task scores beyond each threshold (rliable's performance profile).
+
+    `scores` (runs, tasks) or (runs,), `thresholds` (K,) -> (K,): P(score > tau) when higher is
+    better, P(score < tau) for losses. A whole distribution instead of one aggregate: one
+    profile above another everywhere is better at every level.
+    """
+    a = _as_matrix(scores).ravel()
+    t = np.asarray(thresholds, dtype=np.float64)
+    beyond = a[None, :] > t[:, None] if higher_is_better else a[None, :] < t[:, None]
+    return beyond.mean(axis=1)
