@@ -120,6 +120,21 @@ def final_metrics(ep: EpisodeLog, wall_time_s: float) -> dict[str, float]:
     return m
 
 
+def log_phase_times(seconds: dict[str, float]) -> dict[str, float]:
+    """Where the run's time went, as final metrics of the active run: ``time/{phase}`` in
+    seconds and ``time_share/{phase}``, its share of the run's wall time (the phases are
+    exclusive and include 'other', so the shares add up to 1). Returns what it logged."""
+    import mlflow
+
+    total = sum(seconds.values())
+    m: dict[str, float] = {}
+    for name, s in seconds.items():
+        m[f"time/{name}"] = float(s)
+        m[f"time_share/{name}"] = float(s / total) if total > 0 else math.nan
+    mlflow.log_metrics(m)
+    return m
+
+
 def prob_log_csv(ep: EpisodeLog) -> str:
     """The mixture path, one row per scheduler update (like the authors' prob_log)."""
     buf = io.StringIO()
