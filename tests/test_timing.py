@@ -110,7 +110,7 @@ def test_synchronises_only_at_phase_boundaries_and_never_when_off(
     sync = timing.device_sync(torch.device("cuda", 0))  # built without touching a GPU
     assert sync is not None
 
-    env = MixtureOfSkillsEnv(TIMED_ENV)
+    env = MixtureOfSkillsEnv(TIMED_ENV, overrides=["train.total_steps=50"])
     agent = make_agent(load_agent_config({"name": "m", "kind": "mos"}))
     agent.setup(env.spec_info, 0)
     run_episode(RecordEpisode(env), agent, seed=0)  # timing off: no current timer
