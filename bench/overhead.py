@@ -133,6 +133,8 @@ def report(pairs: dict[str, list[tuple[Run, Run]]]) -> None:
         overlap = max(measured[1], in_run[1]) <= min(measured[2], in_run[2])
         cell = "{:.3f} [{:.3f}, {:.3f}]"
         verdict = "yes: the ranges overlap" if overlap else "NO: the ranges do not overlap"
+        if len(runs) == 1:
+            verdict = "unknown: one repeat has no spread"
         print(f"{v:<11} {cell.format(*measured):>26}   {cell.format(*in_run):>26}   {verdict}")
     print("\nphase breakdown (median seconds over the repeats; MoS phases: "
           f"{', '.join(timing.MOS_PHASES)}):")  # fmt: skip
