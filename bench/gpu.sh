@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Performance figures on a GPU machine (one H100/H200 class GPU), in under 8 minutes: training
 # throughput against the HF Trainer (with MFU and peak memory) and the MoS overhead at the
-# paper's cadence, for
+# paper's cadence (probe 64 per skill, S = 100, batch 64: bench/overhead.py's defaults; each MoS
+# run against a static run replaying its mixture path, 3 repeats, with the in-run phase-timer
+# ratio beside it), for
 #   - the tiny model (0.9M parameters) on the built-in skills;
 #   - a model with Qwen1.5-0.5B's transformer dimensions (hidden 1024, 24 layers, 16 heads, MLP
 #     2816; random weights built from a config, byte vocabulary: 0.31B parameters) on the
@@ -31,7 +33,10 @@ run() { echo "+ $*" | tee -a "$log"; timeout "${LIMIT:-150}" "$@" 2>&1 | grep -v
 { date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; \
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"; } 2>&1 | tee "$log"
 
-if [ "${QUICK:-0}" = 1 ]; then T=20; W=4; R=1; OT=20; OS=10; else T=60; W=10; R=2; OT=300; OS=100; fi
+# OT: optimizer steps of an overhead run on the tiny model, QT on the 0.31B one (one probe round
+# per S steps either way; 12 runs each: 2 variants x 3 repeats x MoS and replay).
+if [ "${QUICK:-0}" = 1 ]; then T=20; W=4; R=1; OT=20; QT=20; OS=10; OR=1
+else T=60; W=10; R=2; OT=300; QT=100; OS=100; OR=3; fi
 qwen05=(model.hidden_size=1024 model.num_layers=24 model.num_heads=16 model.intermediate_size=2816)
 smol_arch=(model.hidden_size=576 model.num_layers=30 model.num_heads=9 model.intermediate_size=1536)
 demo=()
@@ -39,11 +44,11 @@ for s in general math medical p3; do demo+=("skills.${#demo[@]}.path=$PWD/.gpu/m
 
 echo "== tiny model, built-in skills" | tee -a "$log"
 run python3 bench/throughput.py --batch 64 --steps $T --warmup $W --repeats $R
-run python3 bench/overhead.py --steps $OT --interval $OS --repeats $R
+run python3 bench/overhead.py --steps $OT --interval $OS --repeats $OR
 
 echo "== Qwen1.5-0.5B dimensions, built-in skills (the paper's cadence: batch 64, probe 64, S=100)" | tee -a "$log"
 run python3 bench/throughput.py --batch 64 --steps $T --warmup $W --repeats $R --set "${qwen05[@]}"
-LIMIT=240 run python3 bench/overhead.py --steps $OT --interval $OS --repeats $R --set "${qwen05[@]}"
+LIMIT=300 run python3 bench/overhead.py --steps $QT --interval $OS --repeats $OR --set "${qwen05[@]}"
 
 if [ -d .gpu/mos-demo ]; then
   echo "== Qwen1.5-0.5B dimensions, the paper's demo files (max 512 tokens)" | tee -a "$log"

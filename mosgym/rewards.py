@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
+from mosgym import timing
 from mosgym.config import RewardConfig
 from mosgym.errors import MosgymError
 from mosgym.learner.base import Learner, ProbeResult, TrainStats
@@ -265,6 +266,7 @@ class RewardComputer:
         """Start a new run: the EMA restarts from Rbar_0 = 1."""
         self._prev = None
 
+    @timing.timed(timing.REWARD)
     def compute(
         self,
         learner: Learner,

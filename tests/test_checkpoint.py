@@ -64,6 +64,10 @@ def write_tiny_env(folder: Path, **train: int) -> Path:
     return path
 
 
+TIMES = ("wall_time_s", "time/", "time_share/")
+"""Metrics that measure the clock, not the run: they differ between identical runs."""
+
+
 def assert_same_result(a: SeedResult, b: SeedResult) -> None:
     """Bit-identical episodes and final metrics (wall time aside)."""
     ea, eb = a.episode, b.episode
@@ -76,8 +80,8 @@ def assert_same_result(a: SeedResult, b: SeedResult) -> None:
     for key in ea.final_eval:
         np.testing.assert_array_equal(ea.final_eval[key], eb.final_eval[key])
     assert ea.probe_skipped == eb.probe_skipped
-    ma = {k: v for k, v in a.metrics.items() if k != "wall_time_s"}
-    mb = {k: v for k, v in b.metrics.items() if k != "wall_time_s"}
+    ma = {k: v for k, v in a.metrics.items() if not k.startswith(TIMES)}
+    mb = {k: v for k, v in b.metrics.items() if not k.startswith(TIMES)}
     assert ma == mb
 
 
@@ -294,12 +298,12 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path: Path
 
     run, ref_run = _the_run(uri), _the_run(ref_uri)
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
-    finals = {k: v for k, v in run.data.metrics.items() if k != "wall_time_s"}
-    ref_finals = {k: v for k, v in ref_run.data.metrics.items() if k != "wall_time_s"}
+    finals = {k: v for k, v in run.data.metrics.items() if not k.startswith(TIMES)}
+    ref_finals = {k: v for k, v in ref_run.data.metrics.items() if not k.startswith(TIMES)}
     assert finals == ref_finals and "final/dev_loss_mean" in finals
     got, want = _histories(uri, run.info.run_id), _histories(ref_uri, ref_run.info.run_id)
-    assert {k: v for k, v in got.items() if k != "wall_time_s"} == {
-        k: v for k, v in want.items() if k != "wall_time_s"
+    assert {k: v for k, v in got.items() if not k.startswith(TIMES)} == {
+        k: v for k, v in want.items() if not k.startswith(TIMES)
     }  # the same values at the same steps, none logged twice
     assert [s for s, _ in got["dev_loss_mean"]] == [0, 2, 4, 6, 8]
     prob = MlflowClient(uri).download_artifacts(run.info.run_id, "prob_log.csv", str(tmp_path))

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mosgym"
 
 # Lowest first. A module's stage is the longest prefix of its dotted name listed here.
 STAGES = [
-    ("mosgym.errors", "mosgym.config", "mosgym.records"),
+    ("mosgym.errors", "mosgym.config", "mosgym.records", "mosgym.timing"),
     ("mosgym.data",),
     ("mosgym.learner",),
     ("mosgym.rewards",),

@@ -1,4 +1,5 @@
-"""Static mixtures: the paper's temperature baselines (PROP, TEMP, UNI) and any fixed mixture.
+"""Static mixtures: the paper's temperature baselines (PROP, TEMP, UNI), any fixed mixture, and
+the replay of another run's actions (the same mixture path without its agent).
 
 Also home of `MixtureActions`, which every mixture-minded agent (static, MoS, ODM) uses to
 turn its mixture into the env's action: logits for a continuous action space, one sampled arm
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mosgym.config import ActionConfig
-from mosgym.envs.mixing import mixture_to_action
+from mosgym.envs.mixing import mixture_to_action, validate_action
 from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 from mosgym.rewards import temperature_prior
@@ -67,46 +68,67 @@ class MixtureActions:
 
 @dataclass
 class StaticParams:
-    """A fixed mixture: a temperature prior over the training sizes, or explicit weights."""
+    """A fixed mixture (a temperature prior over the training sizes, or explicit weights), or a
+    recorded run's actions replayed."""
 
     tau: float | str | None = None
     """Temperature of p_i = q_i^(1/tau) / sum_n q_n^(1/tau), q = sizes / total: 1 = PROP,
     10 = TEMP, 'inf' (or .inf) = UNI."""
     weights: list[float] | None = None
     """Explicit weights instead of tau: length N, non-negative, not all zero (normalised)."""
+    replay: list[list[float] | int] | None = None
+    """Instead of a mixture: the actions a recorded run gave the env, one per env step (N
+    numbers each on a continuous action space, a skill index on a discrete one), replayed in
+    order from every reset. The env turns each into the mixture it did then, bit for bit, so
+    with the same seed the run trains on exactly that run's examples; a mixture read back from
+    its log would not (the action is float32). bench/overhead.py times MoS against this."""
 
 
 class StaticAgent:
-    """Always the same mixture; on a discrete action space, one arm sampled from it per step."""
+    """Always the same mixture; on a discrete action space, one arm sampled from it per step.
+    With `replay`, the recorded actions in order instead."""
 
     action_kind = "any"
 
     def __init__(self, name: str, params: StaticParams) -> None:
-        if (params.tau is None) == (params.weights is None):
+        if sum(x is not None for x in (params.tau, params.weights, params.replay)) != 1:
             raise MosgymError(
                 f"agent {name}: params needs exactly one of 'tau' (1 = PROP, 10 = TEMP, "
-                "inf = UNI) or 'weights' (a fixed mixture)"
+                "inf = UNI), 'weights' (a fixed mixture) or 'replay' (recorded actions)"
             )
         self.name = name
         self.params = params
         self.tau = None if params.tau is None else resolve_tau(params.tau, f"{name}: params.tau")
         self.mixture = np.zeros(0)
         self._actions: MixtureActions | None = None
+        self._replay: list[np.ndarray | int] | None = None
+        self._replayed = 0
 
     def setup(self, spec: EnvSpec, seed: int) -> None:
         n = len(spec.skill_names)
         if self.tau is not None:
             self.mixture = temperature_prior(spec.train_sizes, self.tau)
+        elif self.params.replay is not None:
+            self._replay = replay_actions(self.params.replay, spec, self.name)
         else:
             self.mixture = fixed_mixture(self.params.weights or [], n, self.name)
         self._actions = MixtureActions(spec, seed)
 
     def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None:
-        """Nothing to reset: the mixture never changes."""
+        """A replay starts over; a mixture never changes."""
+        self._replayed = 0
 
     def act(self, obs: np.ndarray) -> np.ndarray | int:
         if self._actions is None:
             raise MosgymError(f"agent {self.name}: call setup() before act()")
+        if self._replay is not None:
+            if self._replayed >= len(self._replay):
+                raise MosgymError(
+                    f"agent {self.name}: the replay has {len(self._replay)} actions and all "
+                    "were used; call reset() at the start of every episode"
+                )
+            self._replayed += 1
+            return self._replay[self._replayed - 1]
         return self._actions(self.mixture)
 
     def observe(
@@ -121,11 +143,28 @@ class StaticAgent:
         """Static: nothing to learn."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {"actions": None if self._actions is None else self._actions.state_dict()}
+        return {
+            "actions": None if self._actions is None else self._actions.state_dict(),
+            "replayed": self._replayed,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self._actions is not None and state.get("actions") is not None:
             self._actions.load_state_dict(state["actions"])
+        self._replayed = int(state.get("replayed", 0))
+
+
+def replay_actions(actions: list[Any], spec: EnvSpec, name: str) -> list[np.ndarray | int]:
+    """Recorded actions checked against the env: one per env step, each valid for its action
+    space (the env reads a continuous action as float64 either way: no value changes)."""
+    if len(actions) != spec.n_env_steps:
+        raise MosgymError(
+            f"agent {name}: params.replay has {len(actions)} actions but an episode of this env "
+            f"has {spec.n_env_steps} env steps (train.total_steps / train.interval); record "
+            "the run to replay with the same budget"
+        )
+    n = len(spec.skill_names)
+    return [validate_action(a, spec.action_kind, n) for a in actions]
 
 
 def fixed_mixture(weights: list[float], n: int, name: str) -> np.ndarray:

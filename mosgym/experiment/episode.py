@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from mosgym import timing
 from mosgym.agents.base import Agent
 
 
@@ -168,9 +169,11 @@ def run_episode(
         obs, info = start
     terminated = truncated = False
     while not (terminated or truncated):
-        action = agent.act(obs)
+        with timing.phase(timing.AGENT):
+            action = agent.act(obs)
         obs, reward, terminated, truncated, info = env.step(action)
-        agent.observe(action, float(reward), obs, terminated, truncated, info)
+        with timing.phase(timing.AGENT):
+            agent.observe(action, float(reward), obs, terminated, truncated, info)
         if after_step is not None:
             after_step(obs)
     return env.log

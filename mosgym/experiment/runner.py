@@ -277,6 +277,7 @@ def _run_seed(
         ep, wall = seed_run.play()
         metrics = tracking.final_metrics(ep, wall)
         mlflow.log_metrics(metrics)
+        metrics.update(tracking.log_phase_times(seed_run.timer.seconds))
         tracking.log_episode_artifacts(ep, {"env": req.env, "agent": req.agent}, name)
         result = SeedResult(seed, run_id, ep, wall, metrics, ctx.uri, req.experiment)
         if ctx.ckpt is not None:  # this seed is done: a resume goes on with the next one

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mosgym import timing
 from mosgym.errors import MosgymError
 from mosgym.experiment import faults, launch, tracking
 from mosgym.experiment.checkpoint import global_rng_state, set_global_rng_state
@@ -60,7 +61,9 @@ class SeedRun:
         self.run_id = run_id
         self.last_checkpoint: Path | None = None
         self.wall_before = 0.0 if current is None else float(current["wall_time_s"])
+        self.timer = run_timer(ctx.env, current)
         self.t0 = time.perf_counter()
+        self.timer.start()
         if hasattr(agent, "set_metrics_sink"):  # SB3's own logger goes into this run
             agent.set_metrics_sink(
                 lambda values, step: tracking.log_sb3_metrics(run_id, values, step)
@@ -76,10 +79,12 @@ class SeedRun:
 
         env, agent = self.ctx.env, self.agent
         try:
-            with faults.STOP.deferred():
+            with timing.active(self.timer), faults.STOP.deferred():
                 if isinstance(agent, SelfDrivingAgent):
-                    # SB3 resets the env itself, seeded with the agent's seed.
-                    agent.learn(self.recorder, env.n_env_steps)
+                    # SB3 resets the env itself, seeded with the agent's seed; its own
+                    # updates count as the agent's time, the env's phases as theirs.
+                    with timing.phase(timing.AGENT):
+                        agent.learn(self.recorder, env.n_env_steps)
                 elif self.current is None:
                     obs, info = self.recorder.reset(seed=self.seed)
                     agent.reset(obs, info)
@@ -90,6 +95,7 @@ class SeedRun:
                     if not self.recorder.log.done:
                         run_episode(self.recorder, agent, self.seed, (obs, {}), self.after_step)
         finally:
+            self.timer.stop()
             self.bar.close()
         ep = self.recorder.last_complete
         if ep is None:
@@ -112,7 +118,8 @@ class SeedRun:
         if len(ep.steps) > 1:
             last = None if self.last_checkpoint is None else str(self.last_checkpoint)
             faults.check_train_loss(ep.train_loss[-1], ep.steps[-1], last)
-        self.step_logger(ep)
+        with timing.phase(timing.LOGGING):
+            self.step_logger(ep)
         self.bar(ep)
         if self.ctx.ckpt is None:
             stop_if_requested()
@@ -127,6 +134,7 @@ class SeedRun:
                 self.save(obs, ep_steps)
         stop_if_requested()
 
+    @timing.timed(timing.CHECKPOINT)
     def save(self, obs: np.ndarray, ep_steps: int) -> None:
         launch.lead("state")  # the other ranks take part in gathering a sharded model
         current = {
@@ -138,8 +146,18 @@ class SeedRun:
             "agent": self.agent.state_dict(),
             "global_rng": global_rng_state(),
             "wall_time_s": self.wall,
+            "phase_seconds": self.timer.snapshot(),
         }
         self.last_checkpoint = self.ctx.save(self.pos, ep_steps, current)
+
+
+def run_timer(env: Any, current: dict[str, Any] | None) -> timing.PhaseTimer:
+    """The seed's phase timer: synchronising a CUDA learner's device at phase boundaries, and
+    going on from a checkpoint's seconds when resuming."""
+    timer = timing.PhaseTimer(sync=timing.device_sync(getattr(env.learner, "device", None)))
+    if current is not None:  # checkpoints written before the timer existed have no seconds
+        timer.load_state_dict(current.get("phase_seconds", {}))
+    return timer
 
 
 def stop_if_requested() -> None:

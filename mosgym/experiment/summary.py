@@ -25,6 +25,20 @@ def mixture_path_rows(steps: list[int], mixture: list[np.ndarray], max_rows: int
     return sorted({int(round(x)) for x in np.linspace(1, n, max_rows)})
 
 
+def phase_time_lines(results: list[Any]) -> list[str]:
+    """Where the time went: seconds and share of the wall time per phase (mean over seeds),
+    from the ``time/`` metrics of mosgym.experiment.tracking.log_phase_times."""
+    names = [k.removeprefix("time/") for k in results[0].metrics if k.startswith("time/")]
+    if not names:  # results restored from a checkpoint written before phase timers existed
+        return []
+    lines = ["", f"where the time went (mean over {len(results)} seed(s)):"]
+    for name in names:
+        secs = [r.metrics.get(f"time/{name}", math.nan) for r in results]
+        share = [r.metrics.get(f"time_share/{name}", math.nan) for r in results]
+        lines.append(f"  {name:<14} {np.nanmean(secs):>9.1f}s  {100 * np.nanmean(share):>5.1f}%")
+    return lines
+
+
 def format_summary(results: list[Any]) -> str:
     """Per-skill dev loss and accuracy (mean±sd over seeds), the mixture path, wall time, runs."""
     first = results[0]
@@ -49,6 +63,7 @@ def format_summary(results: list[Any]) -> str:
     for k in mixture_path_rows(ep.steps, ep.mixture):
         row = " ".join(f"{p:>7.3f}" for p in ep.mixture[k])
         lines.append(f"{ep.steps[k - 1]:>7}  {row}")
+    lines += phase_time_lines(results)
     lines.append("")
     walls = ", ".join(f"{r.wall_time_s:.1f}s" for r in results)
     lines.append(f"wall time per seed: {walls}")

@@ -4,7 +4,8 @@ Metric names (a contract with mosgym.compare and mosgym.calibrate), with MLflow'
 optimizer steps done: ``dev_loss/{skill}``, ``dev_loss_mean``, ``weight/{skill}``,
 ``reward/{skill}``, ``reward``, ``train_loss``, ``examples/{skill}``, ``tokens/{skill}``; final:
 ``final/dev_loss/{skill}``, ``final/accuracy/{skill}``, ``final/dev_loss_mean``,
-``final/dev_loss_worst``, ``final/accuracy_mean``, ``wall_time_s``.
+``final/dev_loss_worst``, ``final/accuracy_mean``, ``wall_time_s``, ``time/{phase}``,
+``time_share/{phase}`` (mosgym.timing.PHASES).
 """
 
 from __future__ import annotations
@@ -117,6 +118,21 @@ def final_metrics(ep: EpisodeLog, wall_time_s: float) -> dict[str, float]:
             m[f"final/accuracy/{name}"] = float(acc[i])
     if np.isfinite(acc).any():
         m["final/accuracy_mean"] = float(np.nanmean(acc))
+    return m
+
+
+def log_phase_times(seconds: dict[str, float]) -> dict[str, float]:
+    """Where the run's time went, as final metrics of the active run: ``time/{phase}`` in
+    seconds and ``time_share/{phase}``, its share of the run's wall time (the phases are
+    exclusive and include 'other', so the shares add up to 1). Returns what it logged."""
+    import mlflow
+
+    total = sum(seconds.values())
+    m: dict[str, float] = {}
+    for name, s in seconds.items():
+        m[f"time/{name}"] = float(s)
+        m[f"time_share/{name}"] = float(s / total) if total > 0 else math.nan
+    mlflow.log_metrics(m)
     return m
 
 

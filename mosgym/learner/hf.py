@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mosgym import timing
 from mosgym.config import TrainConfig
 from mosgym.data.types import Skill
 from mosgym.errors import MosgymError
@@ -134,6 +135,7 @@ class HFLearner(EvalSignals):
     # ----------------------------------------------------------------------------------------
     # Training
 
+    @timing.timed(timing.TRAIN)
     def train(self, mixture: np.ndarray, n_steps: int) -> TrainStats:
         """`n_steps` AdamW steps on batches drawn from `mixture`; one host sync at the end."""
         p = check_mixture(mixture, self.skill_names)
@@ -223,6 +225,7 @@ class HFLearner(EvalSignals):
     # ----------------------------------------------------------------------------------------
     # Probes (rewards)
 
+    @timing.timed(timing.PROBE)
     def probe(self, skill: int, n: int, with_initial: bool = True) -> ProbeResult:
         """Per-example NLL (current and, when `with_initial`, initial model) and embeddings of
         n probe examples."""
@@ -282,6 +285,7 @@ class HFLearner(EvalSignals):
             {k: v.astype(np.float64) for k, v in local.items()}, len(index)
         )
 
+    @timing.timed(timing.INITIAL_NLL)
     def _initial_nll(self, code: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Initial-model (response, sequence) NLL of `index`, filling the cache on a miss with
         the whole episode's probe plan at once."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mosgym import timing
 from mosgym.errors import MosgymError
 from mosgym.learner import distributed, sharded
 from mosgym.learner.base import EvalResult
@@ -46,6 +47,7 @@ class EvalSignals:
     _aux_rng: np.random.Generator
     _sharded: bool
 
+    @timing.timed(timing.EVAL_DEV)
     def dev_loss(self) -> np.ndarray:
         """(N,) mean over dev examples of their mean response NLL (length-sorted batches)."""
         index = self._dev_order
@@ -76,6 +78,7 @@ class EvalSignals:
                     accuracy[s] = self._accuracy(s)
         return EvalResult(dev_loss=self.dev_loss(), accuracy=accuracy)
 
+    @timing.timed(timing.EVAL_GENERATE)
     def _accuracy(self, skill: int) -> float:
         """Share of dev examples whose greedy answer (up to eos) equals the reference."""
         dev = self.skills[skill].dev
@@ -93,6 +96,7 @@ class EvalSignals:
                 correct += sum(a.strip() == r.strip() for a, r in zip(answers, refs, strict=True))
         return sum(distributed.all_gather_object(correct)) / len(local)
 
+    @timing.timed(timing.PROBE)
     def gradient_alignment(self, n: int, target: int | None = None) -> np.ndarray:
         """(N,) MultiDDS: cosine between each skill's mean-loss gradient on n training examples
         (drawn from a separate RNG) and the dev gradient: the mean over the selected skills of
@@ -138,6 +142,7 @@ class EvalSignals:
         grad = sharded.local_grad(params)
         return grad if self._sharded else distributed.all_reduce_sum(grad)
 
+    @timing.timed(timing.PROBE)
     def uncertainty(self, n: int, samples: int) -> np.ndarray:
         """(N,) MultiUAT: mean predictive entropy over the response tokens of the first n dev
         examples, averaged over `samples` passes. With samples > 1 the passes run in train mode

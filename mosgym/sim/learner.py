@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from mosgym import timing
 from mosgym.config import EnvConfig, SkillConfig, TrainConfig
 from mosgym.errors import MosgymError
 from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
@@ -202,6 +203,7 @@ class SimLearner:
             return self._train_rng.multinomial(n_steps, mixture) * b
         return self._train_rng.multinomial(n_steps * b, mixture)
 
+    @timing.timed(timing.TRAIN)
     def train(self, mixture: np.ndarray, n_steps: int) -> TrainStats:
         """Advance `n_steps` optimizer steps drawing from `mixture`; losses before each update."""
         p = np.asarray(mixture, dtype=np.float64)
@@ -236,6 +238,7 @@ class SimLearner:
             step_losses=np.maximum(step_losses, 0.0),
         )
 
+    @timing.timed(timing.EVAL_DEV)
     def dev_loss(self) -> np.ndarray:
         """(N,) dev loss of the current model."""
         return self._levels()[0].copy()
@@ -291,6 +294,7 @@ class SimLearner:
             }
         return self._probe_vals
 
+    @timing.timed(timing.PROBE)
     def probe(self, skill: int, n: int, with_initial: bool = True) -> ProbeResult:
         """Per-example NLLs and embeddings of min(n, pool) examples of `skill`.
 
@@ -313,6 +317,7 @@ class SimLearner:
             embeddings=vals["embeddings"][skill, :m],
         )
 
+    @timing.timed(timing.PROBE)
     def gradient_alignment(self, n: int, target: int | None = None) -> np.ndarray:
         """(N,) cosine of each skill's training gradient (n examples) with the dev gradient."""
         rng = self._probe_rng
@@ -330,6 +335,7 @@ class SimLearner:
         ) * rng.standard_normal(dev_g.shape)
         return (g @ dev_g) / (np.linalg.norm(g, axis=1) * np.linalg.norm(dev_g))
 
+    @timing.timed(timing.PROBE)
     def uncertainty(self, n: int, samples: int) -> np.ndarray:
         """(N,) predictive entropy ~ dev loss, with the noise of n examples x samples passes."""
         dev = self.dev_loss()
