@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import sys
 from collections.abc import Iterator
@@ -224,6 +225,145 @@ def test_recorder_sees_a_one_ulp_change() -> None:
     a.add("x", x)
     b.add("x", np.nextafter(x, 2.0 * (np.arange(5) == 3)))
     assert a.digests()["x"][0] != b.digests()["x"][0]
+
+
+# ------------------------------------------------------- fast paths against their definitions
+def numpy_is_libm_like() -> bool:
+    """Whether numpy's float64 exp/log1p/expm1 are the C library's and its sums and dot
+    products of 6 terms run left to right: then the Python-float paths are bitwise exact."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-5.0, 5.0, 2000)
+    if not (
+        np.array_equal(np.exp(x), [math.exp(v) for v in x])
+        and np.array_equal(np.log1p(np.abs(x)), [math.log1p(abs(v)) for v in x])
+        and np.array_equal(np.expm1(x), [math.expm1(v) for v in x])
+    ):
+        return False
+    for a, b in rng.standard_normal((200, 2, 6)):
+        seq_sum = seq_dot = 0.0
+        for u, v in zip(a.tolist(), b.tolist(), strict=True):
+            seq_sum += u
+            seq_dot += u * v
+        if seq_sum != a.sum() or seq_dot != a @ b:
+            return False
+    return True
+
+
+EXACT = numpy_is_libm_like()
+
+
+def assert_same(a: Any, b: Any, what: str) -> None:
+    """Bitwise where the platform allows it (see numpy_is_libm_like), else to 1e-12."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape, what
+    if EXACT or a.dtype.kind not in "fc":
+        np.testing.assert_array_equal(a, b, err_msg=what)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300, err_msg=what)
+
+
+@pytest.mark.parametrize("n", [6, 9])
+def test_scalar_dynamics_match_the_numpy_model(n: int) -> None:
+    """ScalarDynamics computes base_loss/overfit_gap/advance_exposure, all branches."""
+    from mosgym.envs.sim_dynamics import General, advance_exposure, base_loss, overfit_gap
+    from mosgym.envs.sim_scalar import ScalarDynamics
+
+    rng = np.random.default_rng(n)
+    for general_share, forget in [(0.0, 0.0), (0.4, 0.02)]:
+        init, floor = rng.uniform(4, 6, n), rng.uniform(0, 1, n)
+        rate, exponent = rng.uniform(1, 500, n), rng.uniform(0.2, 5, n)
+        general = General(rng.uniform(0, general_share, n), 900.0, 2.0)
+        transfer = np.eye(n) + rng.uniform(-0.6, 0.3, (n, n)) * (1 - np.eye(n))
+        transfer[0, 1:] = -0.9  # skill 0 loses from the others: negative exposure
+        sizes = rng.integers(50, 500, n)
+        overfit, epochs0 = rng.uniform(0, 0.05, n), np.ones(n)
+        forgets = rng.uniform(0, forget, n) * (rng.random(n) < 0.7)
+        dyn = ScalarDynamics(
+            init, floor, rate, exponent, general, sizes, overfit, epochs0, transfer, forgets
+        )
+        exposure = np.zeros(n)
+        consumed = np.zeros(n, dtype=np.int64)
+        negative = overfitted = False
+        for step in range(40):
+            counts = rng.multinomial(400, rng.dirichlet(np.full(n, 0.3)))
+            if step % 7 == 0:
+                counts = np.zeros(n, dtype=np.int64)
+                counts[step % n] = 400  # one skill alone: share 1, no decay (k = 0)
+            want = advance_exposure(exposure, counts, 25, transfer, forgets, rate)
+            got, ints = dyn.advance(exposure.tolist(), counts, 25)
+            assert ints == counts.tolist()
+            assert_same(got, want, f"advance, step {step}")
+            exposure, consumed = want, consumed + counts
+            base = base_loss(
+                exposure, init, floor, rate, exponent, general, consumed.sum(keepdims=True)
+            )
+            gap = overfit_gap(consumed, sizes, overfit, epochs0)
+            dev, train, b = dyn.levels(exposure.tolist(), consumed.tolist(), int(consumed.sum()))
+            assert_same(dev, base + gap, f"dev, step {step}")
+            assert_same(train, base * np.exp(-gap / base), f"train, step {step}")
+            assert_same(b, base, f"base, step {step}")
+            negative |= bool((exposure < 0).any())
+            overfitted |= bool((gap > 0).any())
+        assert negative and overfitted  # every branch was taken
+
+
+def _rollout_pairs(case: dict[str, Any], steps: int = 45) -> Iterator[tuple[Any, Any, str]]:
+    """The fused MoSSim-v0 step and MixtureOfSkillsEnv's own step on the same learner."""
+    from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
+
+    fused = gym.make("mosgym/MoSSim-v0", config=TINY_YAML, **case).unwrapped
+    cfg = load_env_config(TINY_YAML, **case)
+    cfg.learner = "sim"
+    generic = MixtureOfSkillsEnv(cfg)
+    assert type(fused).step is not MixtureOfSkillsEnv.step
+    for env in (fused, generic):
+        env.reset(seed=21)
+    actions_a, actions_b = _env_actions(fused, steps), _env_actions(generic, steps)
+    for k, (a, b) in enumerate(zip(actions_a, actions_b, strict=True)):
+        out_a, out_b = fused.step(a), generic.step(b)
+        yield out_a, out_b, f"step {k}"
+        if out_a[2]:
+            fused.reset()
+            generic.reset()
+
+
+@pytest.mark.parametrize("case", sorted(ENV_CASES))
+def test_fused_step_returns_what_the_generic_step_returns(case: str) -> None:
+    for (obs_a, r_a, term_a, trunc_a, info_a), (
+        obs_b,
+        r_b,
+        term_b,
+        trunc_b,
+        info_b,
+    ), at in _rollout_pairs(ENV_CASES[case]):
+        assert_same(obs_a, obs_b, f"{case} obs, {at}")
+        assert_same(r_a, r_b, f"{case} reward, {at}")
+        assert (term_a, trunc_a) == (term_b, trunc_b)
+        assert sorted(info_a) == sorted(info_b)
+        for key in info_b:
+            if key == "final_eval":
+                for k in info_b[key]:
+                    assert_same(info_a[key][k], info_b[key][k], f"{case} {key}.{k}, {at}")
+            elif key == "skill_names":
+                assert info_a[key] == info_b[key]
+            else:
+                assert type(info_a[key]) is type(info_b[key]), key
+                assert_same(info_a[key], info_b[key], f"{case} info {key}, {at}")
+
+
+def test_fused_env_checkpoint_resumes_exactly() -> None:
+    a = gym.make("mosgym/MoSSim-v0", config=TINY_YAML).unwrapped
+    a.reset(seed=5)
+    actions = list(_env_actions(a, 12))
+    for act in actions[:7]:
+        a.step(act)
+    b = gym.make("mosgym/MoSSim-v0", config=TINY_YAML).unwrapped
+    b.reset(seed=99)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    for act in actions[7:]:
+        (oa, ra, *_), (ob, rb, *_) = a.step(act), b.step(act)
+        np.testing.assert_array_equal(oa, ob)
+        assert ra == rb
 
 
 if __name__ == "__main__":
