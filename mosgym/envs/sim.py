@@ -33,8 +33,9 @@ runs unchanged on it at thousands of env steps per second. Nothing is loaded: no
   (eps fresh per probe), its initial NLL ``init * d``, so a probe mean has the 1/sqrt(n) noise of
   a finite sample. ``level`` is the training loss for probe_source 'train' (the paper's probes
   come from the training split) and the dev loss for 'probe'. The randomness of one probe of
-  every skill is drawn at once (`draw_probes`) and handed out a skill at a time (the env probes
-  all N skills per step); no two probes share noise.
+  every skill is drawn at once (`draw_probes`) and handed out a skill at a time; no two probes
+  share noise. The rewards (COSSIM, DIFF) instead read one probe of every skill summarised in a
+  few generator calls (mosgym.envs.sim_probes): the same law, other random numbers.
 - Embeddings: a shared component (mean-pooled states of one model are strongly aligned), a skill
   direction, and a shift that grows with learning progress p_j in [-1, 1] along per-skill
   directions, mixed by the transfer matrix: ``z_i = common + mu_i + drift * sum_j T_ij p_j v_j``,
@@ -46,6 +47,11 @@ runs unchanged on it at thousands of env steps per second. Nothing is loaded: no
 Examples per optimizer step are multinomial with batch_size (per_example sampling) or whole
 batches of one skill (per_batch); an interval's totals are drawn at once, which has exactly the
 same distribution as drawing each step.
+
+## Speed
+One run steps its N skills in Python floats (mosgym.envs.sim_scalar: for a few skills a numpy
+call costs more than its arithmetic), and MoSSim-v0's env (mosgym.envs.sim_env) fuses its step
+around them; bench/sim.py measures both against CartPole-v1.
 """
 
 from __future__ import annotations
