@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
@@ -113,22 +113,14 @@ def cossim_target_rewards(z: np.ndarray, target: int) -> np.ndarray:
 
 
 def cossim_rewards_finite(z: np.ndarray, target: int | None = None) -> np.ndarray:
-    """(N,) COSSIM (or MoSpec COSSIM with `target`) of (N, H) finite, non-zero embeddings.
-
-    The same rewards as `cossim_rewards` / `cossim_target_rewards` (to rounding), for inputs
-    that cannot have a failed probe, from the Gram matrix G = z z^T in a few numpy calls:
-    R(i) = (1/N) sum_n G_in / (|z_i| |z_n|).
+    """(N,) `cossim_rewards` (`cossim_target_rewards` with a target) of (N, H) finite, non-zero
+    embeddings, to rounding, from G = z z^T in a few numpy calls: R(i) = mean_n G_in/|z_i||z_n|.
     """
     gram = z @ z.T
     inv = 1.0 / np.sqrt(gram.diagonal())
     if target is not None:
-        out = gram[:, target] * inv
-        out *= inv[target]
-        return out
-    out = gram @ inv
-    out *= inv
-    out /= len(inv)
-    return out
+        return gram[:, target] * inv * inv[target]
+    return (gram @ inv) * inv / len(inv)
 
 
 def diff_rewards(nll: list[np.ndarray], init_nll: list[np.ndarray]) -> np.ndarray:
@@ -149,11 +141,8 @@ def diff_rewards(nll: list[np.ndarray], init_nll: list[np.ndarray]) -> np.ndarra
 
 
 def diff_rewards_rows(nll: np.ndarray, init_nll: np.ndarray) -> np.ndarray:
-    """(N,) DIFF from (N, W) rows: `diff_rewards` of each row's finite pairs (NaN pads rows).
-
-    The mean of exp(d) is taken as exp(max d) * mean(exp(d - max d)), so large differences do
-    not overflow early; a row with no finite pair is NaN.
-    """
+    """(N,) DIFF from (N, W) rows: `diff_rewards` of each row's finite pairs (NaN pads rows),
+    as exp(max d) * mean(exp(d - max d)) against early overflow; NaN for a row without one."""
     d = np.asarray(nll, dtype=np.float64) - np.asarray(init_nll, dtype=np.float64)
     ok = np.isfinite(d)
     d = np.where(ok, d, -np.inf)
@@ -221,24 +210,6 @@ def fill_non_finite(r: np.ndarray, prev: np.ndarray | None) -> tuple[np.ndarray,
 
 # --------------------------------------------------------------------------------------------
 # The reward computer used by the environment
-
-
-@runtime_checkable
-class BatchedProbes(Protocol):
-    """A learner that summarises one probe of every skill in one call (the simulator).
-
-    COSSIM and DIFF then read these instead of N per-example `Learner.probe` results: the same
-    rewards, without building what they do not use. Such a learner drops no example.
-    """
-
-    def probe_embedding_means(self, n: int) -> np.ndarray:
-        """(N, H) dataset embeddings: each skill's mean embedding over a probe of n examples."""
-        ...
-
-    def probe_nll_rows(self, n: int, sequence: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(N, W) current and initial per-example NLLs of a probe of n examples per skill
-        (whole-sequence NLLs if `sequence`), NaN where a row has no example."""
-        ...
 
 
 @dataclass
@@ -338,8 +309,7 @@ class RewardComputer:
         )
         if self.target is not None and self.cfg.type == "diff":
             raw = mospec_diff(raw, self.target)
-        # Elementwise work in Python floats: the same doubles as the array forms of
-        # fill_non_finite and ema_update, at a fraction of numpy's per-call cost for N values.
+        # In Python floats: the doubles of fill_non_finite and ema_update, cheaper for N values.
         raw = np.array(raw, dtype=np.float64)
         values = raw.tolist()
         if all(map(math.isfinite, values)):
@@ -350,11 +320,9 @@ class RewardComputer:
             names = [self.skill_names[i] for i in np.flatnonzero(bad)]
             logger.warning("reward %s not computable for %s; filled in", self.cfg.type, names)
         if self.cfg.ema:  # ema_update: beta * R + (1 - beta) * previous, which starts at 1
-            beta = self.cfg.ema_beta
-            prev = [1.0] * len(values) if self._prev is None else self._prev.tolist()
-            smoothed = np.array(
-                [beta * r + (1.0 - beta) * q for r, q in zip(values, prev, strict=True)]
-            )
+            b = self.cfg.ema_beta
+            old = [1.0] * len(values) if self._prev is None else self._prev.tolist()
+            smoothed = np.array([b * r + (1.0 - b) * q for r, q in zip(values, old, strict=True)])
         else:
             smoothed = raw.copy()
         self._prev = smoothed.copy()
@@ -393,8 +361,8 @@ class RewardComputer:
 
     def _probe_rewards(self, learner: Learner) -> tuple[np.ndarray, int]:
         """COSSIM or DIFF from one batched probe per skill; counts every dropped example."""
-        if callable(getattr(learner, "probe_nll_rows", None)):  # isinstance: 10x slower
-            return self._batched_probe_rewards(learner), 0  # type: ignore[arg-type]
+        if callable(getattr(learner, "probe_nll_rows", None)):
+            return self._batched_probe_rewards(learner), 0
         # COSSIM needs no initial-model NLL: skip that second forward on a real model.
         with_initial = self.cfg.type == "diff"
         probes: list[ProbeResult] = [
@@ -418,8 +386,11 @@ class RewardComputer:
         skipped += sum(int(np.sum(~np.isfinite(a - b))) for a, b in zip(cur, init, strict=True))
         return diff_rewards(cur, init), skipped
 
-    def _batched_probe_rewards(self, learner: BatchedProbes) -> np.ndarray:
-        """COSSIM or DIFF from a learner that summarises all skills' probes at once."""
+    def _batched_probe_rewards(self, learner: Any) -> np.ndarray:
+        """COSSIM or DIFF from a learner that summarises one probe of every skill at once (the
+        simulator; it drops no example): ``probe_embedding_means(n)``, (N, H) dataset
+        embeddings, and ``probe_nll_rows(n, sequence)``, (N, W) current and initial NLLs, NaN
+        where a row has no example. The same rewards without N per-example results."""
         if self.cfg.type == "cossim":
             z = learner.probe_embedding_means(self.probe_size)
             return cossim_rewards_finite(z, self.target)

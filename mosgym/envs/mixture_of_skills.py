@@ -328,14 +328,3 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
         self._last_reward = np.asarray(state["last_reward"])
         self._train_loss = np.asarray(state["train_loss"])
         self.np_random.bit_generator.state = state["np_random"]
-
-
-def make_sim_env(
-    config: str | Path | Mapping[str, Any] | EnvConfig | None = None,
-    overrides: list[str] | None = None,
-    **kwargs: Any,
-) -> MixtureOfSkillsEnv:
-    """`mosgym/MoSSim-v0`: the same env on the simulator (learner: sim), with a fused step."""
-    from mosgym.envs.sim_env import MoSSimEnv
-
-    return MoSSimEnv(config, overrides, **kwargs)

@@ -126,3 +126,12 @@ class MoSSimEnv(MixtureOfSkillsEnv):
         for x, r in zip(p, smoothed, strict=True):
             reward += x * r
         return np.array(obs, dtype=np.float32), reward, terminated, False, info
+
+
+def make_sim_env(
+    config: str | Path | Mapping[str, Any] | EnvConfig | None = None,
+    overrides: list[str] | None = None,
+    **kwargs: Any,
+) -> MoSSimEnv:
+    """`mosgym/MoSSim-v0`: the MixtureOfSkills env on the simulator (learner: sim)."""
+    return MoSSimEnv(config, overrides, **kwargs)
