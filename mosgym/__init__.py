@@ -18,4 +18,4 @@ if "mosgym/MixtureOfSkills-v0" not in registry:
         entry_point="mosgym.envs.mixture_of_skills:MixtureOfSkillsEnv",
     )
 if "mosgym/MoSSim-v0" not in registry:
-    register(id="mosgym/MoSSim-v0", entry_point="mosgym.envs.mixture_of_skills:make_sim_env")
+    register(id="mosgym/MoSSim-v0", entry_point="mosgym.envs.sim_env:make_sim_env")

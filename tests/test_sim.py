@@ -491,3 +491,83 @@ def test_state_dict_in_the_middle_of_a_draw_resumes_exactly() -> None:
     np.testing.assert_array_equal(lr.uncertainty(8, 1), other.uncertainty(8, 1))
     old = {k: v for k, v in state.items() if k != "probe_draw"}  # a checkpoint from before
     make_learner().load_state_dict(old)
+
+
+# ------------------------------------------------- one probe of every skill at once (rewards)
+def test_sample_distinct_is_a_uniform_sample_without_replacement() -> None:
+    from mosgym.sim.dynamics import sample_distinct
+
+    rng = np.random.default_rng(0)
+    pools, sizes = np.array([10, 10, 1000, 7, 5]), np.array([4, 4, 64, 7, 4])
+    hits = np.zeros((2, 10))
+    for _ in range(3000):
+        idx, keep = sample_distinct(rng, pools, sizes)
+        np.testing.assert_array_equal(keep.sum(axis=1), sizes)
+        for i, (pool, size) in enumerate(zip(pools, sizes, strict=True)):
+            kept = idx[i][keep[i]]
+            assert len(set(kept.tolist())) == size and kept.min() >= 0 and kept.max() < pool
+        for row in (0, 1):  # rejection rows: every example equally likely, 4/10
+            hits[row, idx[row][keep[row]]] += 1
+    np.testing.assert_allclose(hits / 3000, 0.4, atol=0.04)
+    # whole pools (rows 3, 4 sample over half of theirs: Generator.choice) are a permutation
+    assert sorted(idx[3][keep[3]].tolist()) == list(range(7))
+
+
+def _proxy(lr: SimLearner) -> object:
+    """The learner behind the Learner API only: rewards take the per-example probe route."""
+
+    class PerExample:
+        skill_names = lr.skill_names
+
+        def probe(self, skill: int, n: int, with_initial: bool = True):
+            return lr.probe(skill, n, with_initial)
+
+    return PerExample()
+
+
+@pytest.mark.parametrize(
+    "reward",
+    [
+        {"type": "cossim"},
+        {"type": "cossim", "target": "sort"},
+        {"type": "diff"},
+        {"type": "diff", "diff_scope": "sequence", "target": "add"},
+    ],
+)
+def test_batched_probe_rewards_have_the_per_example_distribution(reward: dict) -> None:
+    """The stated change of the speed work: COSSIM and DIFF in MoSSim read one probe of every
+    skill summarised at once (other random numbers), with the per-example route's law."""
+    lr = SimLearner.from_config(load_env_config(TINY_YAML), seed=3)
+    lr.train(np.array([0.4, 0.1, 0.2, 0.1, 0.1, 0.1]), 300)
+    rc = RewardComputer(RewardConfig(**reward), lr.skill_names, 64)
+    fast = np.array([rc.compute(lr).raw for _ in range(600)])
+    slow = np.array([rc.compute(_proxy(lr)).raw for _ in range(600)])
+    assert not np.array_equal(fast[0], slow[0])
+    spread = np.maximum(slow.std(axis=0), 1e-12)
+    # means within 4 standard errors (of a difference of two means), spreads within 15%
+    assert np.all(np.abs(fast.mean(0) - slow.mean(0)) < 4 * spread * np.sqrt(2 / 600) + 1e-12)
+    np.testing.assert_allclose(fast.std(0), slow.std(0), rtol=0.15, atol=1e-12)
+
+
+def test_batched_reward_math_matches_the_per_skill_functions() -> None:
+    from mosgym.rewards import (
+        cossim_rewards,
+        cossim_rewards_finite,
+        cossim_target_rewards,
+        diff_rewards,
+        diff_rewards_rows,
+    )
+
+    z = np.random.default_rng(1).standard_normal((5, 8)) + 2.0
+    np.testing.assert_allclose(cossim_rewards_finite(z), cossim_rewards(z), rtol=1e-13)
+    np.testing.assert_allclose(cossim_rewards_finite(z, 2), cossim_target_rewards(z, 2), rtol=1e-13)
+    rows = [np.array([1.0, 2.0, 800.0]), np.array([0.5]), np.array([])]
+    init = [np.array([1.5, 2.0, 0.1]), np.array([0.2]), np.array([])]
+    pad = np.full((3, 3), np.nan)
+    nll, ref = pad.copy(), pad.copy()
+    for i, (a, b) in enumerate(zip(rows, init, strict=True)):
+        nll[i, : len(a)], ref[i, : len(b)] = a, b
+    with np.errstate(over="ignore"):
+        want = diff_rewards(rows, init)
+    np.testing.assert_allclose(diff_rewards_rows(nll, ref)[:2], want[:2], rtol=1e-13)
+    assert np.isnan(diff_rewards_rows(nll, ref)[2]) and np.isnan(want[2])

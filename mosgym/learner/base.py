@@ -1,7 +1,7 @@
 """The Learner protocol: what the environment needs from the model being fine-tuned.
 
 Two implementations: HFLearner (a real transformers causal LM, mosgym.learner.hf) and SimLearner
-(a learning-dynamics model, mosgym.envs.sim). The environment and the rewards only see this
+(a learning-dynamics model, mosgym.sim.learner). The environment and the rewards only see this
 protocol, so every agent and every reward runs unchanged on both.
 """
 

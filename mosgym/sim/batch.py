@@ -1,7 +1,7 @@
 """Many MoSSim runs at once, vectorised over runs in numpy: `BatchSim` and SB3's `SimVecEnv`.
 
 M runs of one env config step together as (M, N) arrays, with the dynamics of
-mosgym.envs.sim_dynamics (the SimLearner's), the observation layout, mixture mapping and reward
+mosgym.sim.dynamics (the SimLearner's), the observation layout, mixture mapping and reward
 definitions of mosgym/MoSSim-v0. Two simplifications buy the speed, both exact in distribution
 but not bitwise equal to M single envs: one random generator drives the whole batch, and probe
 examples draw fresh difficulties instead of indexing the fixed per-example pool. Rewards are

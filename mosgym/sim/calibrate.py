@@ -10,7 +10,7 @@ Reads every run of the MLflow experiment (the tracking contract): metrics "dev_l
 order), or from the built-in suite's sizes when the skills are the built-in ones. A run whose
 metrics restart at step 0 (several episodes) gives one curve per episode.
 
-The fit itself is mosgym.envs.sim_fit (pure, on arrays). Runs are grouped by mixture policy (tag
+The fit itself is mosgym.sim.fit (pure, on arrays). Runs are grouped by mixture policy (tag
 "mosgym.agent"); held-out groups are never used for fitting, and the report gives R^2 and the
 relative error per skill on them: a table on stdout, `<out stem>.report.json` and `.report.md`.
 The output YAML is a complete env config (learner: sim) that `gym.make("mosgym/MoSSim-v0",

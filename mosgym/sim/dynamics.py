@@ -1,7 +1,7 @@
 """The simulator's learning dynamics as pure functions over arrays of shape (..., N).
 
 Shared by `SimLearner` (one run, shape (N,)), `BatchSim` (M runs, shape (M, N)) and the
-calibration fit, so all three follow exactly the same model (see mosgym.envs.sim's docstring
+calibration fit, so all three follow exactly the same model (see mosgym.sim.learner's docstring
 for the model and why it has this form).
 """
 
@@ -134,3 +134,33 @@ def draw_probes(rng: np.random.Generator, pools: list[int], n: int, embed_dim: i
     eps = rng.standard_normal(idx.shape)
     emb = rng.standard_normal((*idx.shape, embed_dim), dtype=np.float32)
     return ProbeDraw(n, idx, size, eps, emb, np.zeros(len(pools), dtype=bool))
+
+
+def sample_distinct(
+    rng: np.random.Generator, pools: np.ndarray, size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row i: `size[i]` distinct indices, uniform from range(pools[i]), every row at once.
+
+    Returns (idx, keep), both (N, W): the kept entries of row i are its sample. Candidates are
+    drawn with replacement and each row keeps its first size[i] distinct ones, which is
+    sequential rejection sampling: every kept index is uniform over those not kept before, so
+    the kept set is a uniform sample without replacement (the distribution of
+    ``Generator.choice(pool, size, replace=False)``, in a few calls for all rows instead of one
+    per row). A row that samples more than half its pool, or (rarely) runs out of
+    candidates, is drawn by `Generator.choice`.
+    """
+    pools, size = np.asarray(pools, np.int64), np.asarray(size, np.int64)
+    width = 2 * int(size.max()) + 16  # >= 1.4x the candidates a half-pool sample needs on average
+    idx = rng.integers(0, pools[:, None], (len(pools), width))
+    order = np.argsort(idx, axis=1, kind="stable")  # stable: repeats keep their draw order
+    ranked = np.take_along_axis(idx, order, axis=1)
+    first = np.ones(idx.shape, dtype=bool)
+    first[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    new = np.empty_like(first)
+    np.put_along_axis(new, order, first, axis=1)  # first occurrences, in draw order
+    keep = new & (np.cumsum(new, axis=1) <= size[:, None])
+    for i in np.flatnonzero((2 * size > pools) | (keep.sum(axis=1) < size)):
+        keep[i] = False
+        keep[i, : size[i]] = True
+        idx[i, : size[i]] = rng.choice(pools[i], size[i], replace=False)
+    return idx, keep

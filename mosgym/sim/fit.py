@@ -5,7 +5,7 @@ What is fitted: per skill the floor loss, rate, exponent, overfitting slope, for
 general share, the general part's rate and exponent, and the off-diagonal transfer matrix, by
 least squares (scipy.optimize.least_squares) on the log
 of the per-skill dev-loss curves, each run replayed through the simulator's own dynamics
-(mosgym.envs.sim_dynamics) from its logged per-skill exposure. The initial loss is the mean
+(mosgym.sim.dynamics) from its logged per-skill exposure. The initial loss is the mean
 dev loss at step 0; `overfit_epochs` is fixed (an argument): with the kink of max(0, .) free as
 well, the fit is poorly determined on runs that barely repeat their data.
 """

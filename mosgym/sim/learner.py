@@ -33,8 +33,9 @@ runs unchanged on it at thousands of env steps per second. Nothing is loaded: no
   (eps fresh per probe), its initial NLL ``init * d``, so a probe mean has the 1/sqrt(n) noise of
   a finite sample. ``level`` is the training loss for probe_source 'train' (the paper's probes
   come from the training split) and the dev loss for 'probe'. The randomness of one probe of
-  every skill is drawn at once (`draw_probes`) and handed out a skill at a time (the env probes
-  all N skills per step); no two probes share noise.
+  every skill is drawn at once (`draw_probes`) and handed out a skill at a time; no two probes
+  share noise. The rewards (COSSIM, DIFF) instead read one probe of every skill summarised in a
+  few generator calls (mosgym.sim.probes): the same law, other random numbers.
 - Embeddings: a shared component (mean-pooled states of one model are strongly aligned), a skill
   direction, and a shift that grows with learning progress p_j in [-1, 1] along per-skill
   directions, mixed by the transfer matrix: ``z_i = common + mu_i + drift * sum_j T_ij p_j v_j``,
@@ -46,10 +47,16 @@ runs unchanged on it at thousands of env steps per second. Nothing is loaded: no
 Examples per optimizer step are multinomial with batch_size (per_example sampling) or whole
 batches of one skill (per_batch); an interval's totals are drawn at once, which has exactly the
 same distribution as drawing each step.
+
+## Speed
+One run steps its N skills in Python floats (mosgym.sim.scalar: for a few skills a numpy
+call costs more than its arithmetic), and MoSSim-v0's env (mosgym.envs.sim_env) fuses its step
+around them; bench/sim.py measures both against CartPole-v1.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -57,23 +64,13 @@ import numpy as np
 from mosgym import timing
 from mosgym.config import EnvConfig, SkillConfig, TrainConfig
 from mosgym.errors import MosgymError
-from mosgym.learner.base import EvalResult, ProbeResult, TrainStats
-from mosgym.sim.dynamics import (
-    General,
-    ProbeDraw,
-    advance_exposure,
-    base_loss,
-    draw_probes,
-    gradient_directions,
-    overfit_gap,
-    progress,
-    unit_rows,
-)
+from mosgym.learner.base import EvalResult, TrainStats
+from mosgym.sim.dynamics import General, ProbeDraw, gradient_directions, unit_rows
 from mosgym.sim.params import SimParams, parse_sim_params
+from mosgym.sim.probes import SimProbes
+from mosgym.sim.scalar import ScalarDynamics
 
 __all__ = ["SimLearner", "SimParams", "parse_sim_params"]
-
-_MIN_NLL = 1e-4  # per-example NLL is a mean of -log p over tokens: never below 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,8 +92,13 @@ def _skill_configs(cfg: EnvConfig, where: str) -> list[SkillConfig]:
     return skills
 
 
-class SimLearner:
-    """A Learner whose fine-tuning is the learning-dynamics model of this module's docstring."""
+class SimLearner(SimProbes):
+    """A Learner whose fine-tuning is the learning-dynamics model of this module's docstring.
+
+    One run's state is kept as Python lists and stepped by `ScalarDynamics` (mosgym.envs.
+    sim_scalar: the formulas of mosgym.sim.dynamics, cheaper for a few skills); the
+    `consumed` and `tokens_seen` arrays of the Learner protocol are copies made on access.
+    """
 
     def __init__(
         self,
@@ -126,6 +128,7 @@ class SimLearner:
         self._ofe = np.asarray(p.overfit_epochs, float)
         self._forget = np.asarray(p.forget, float)
         self._tpe = np.asarray(p.tokens_per_example, np.int64)
+        self._tpe_list = self._tpe.tolist()
         self._rfrac = np.asarray(p.response_frac, float)
         self._prompt = np.asarray(p.prompt_loss, float)
         mid = [np.nan if m is None else m for m in p.accuracy_mid]  # type: ignore[union-attr]
@@ -134,11 +137,12 @@ class SimLearner:
         pools = probe_sizes if use_probe_split and probe_sizes else self.train_sizes.tolist()
         self._split = "probe" if use_probe_split else "train"
         self._build_geometry(n, [int(x) for x in pools], data_seed)
-        self._pools = [len(d) for d in self._difficulty]
-        self._pool_start = np.cumsum([0, *self._pools[:-1]])[:, None]
-        self._diff_flat = np.concatenate(self._difficulty)
-        self._emb_scale = np.float32(p.embed_noise / np.sqrt(p.embed_dim))
-        self._ids: list[np.ndarray | None] = [None] * n
+        self._setup_probes()
+        self._dyn = ScalarDynamics(
+            self._init, self._floor, self._rate, self._exp, self._general, self.train_sizes,
+            self._overfit, self._ofe, self._transfer, self._forget,
+        )  # fmt: skip
+        self._fracs: dict[int, np.ndarray] = {}
         self.reset(seed)
 
     @classmethod
@@ -174,27 +178,48 @@ class SimLearner:
         """Back to the initial model, with fresh generators for `seed`."""
         n = len(self.skill_names)
         self.step = 0
-        self.consumed = np.zeros(n, dtype=np.int64)
-        self.tokens_seen = np.zeros(n, dtype=np.int64)
-        self._exposure = np.zeros(n)
-        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._emb_cache: np.ndarray | None = None
+        self._set_state([0.0] * n, [0] * n)
+        self._tokens_list = [0] * n
         self._probe_draw: ProbeDraw | None = None
         self._draw_state: dict[str, Any] | None = None  # probe generator before the draw
-        self._probe_vals: dict[str, np.ndarray] | None = None  # the draw's values, this state
         train_ss, probe_ss = np.random.SeedSequence([int(seed), 0x5117]).spawn(2)
         self._train_rng = np.random.default_rng(train_ss)
         self._probe_rng = np.random.default_rng(probe_ss)
 
+    def _set_state(self, exposure: list[float], consumed: list[int]) -> None:
+        """Exposure and consumed as lists (consumed's total too); drops every cached level."""
+        self._exposure_list, self._consumed_list = exposure, consumed
+        self._total = sum(consumed)
+        self._lists: tuple[list[float], list[float], list[float]] | None = None
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._forget_probe_state()
+
+    @property
+    def _exposure(self) -> np.ndarray:
+        """(N,) effective exposure E (a copy)."""
+        return np.array(self._exposure_list)
+
+    @property
+    def consumed(self) -> np.ndarray:
+        """(N,) int64 training examples drawn per skill since reset (a copy)."""
+        return np.array(self._consumed_list, dtype=np.int64)
+
+    @property
+    def tokens_seen(self) -> np.ndarray:
+        """(N,) int64 trained tokens per skill since reset (a copy)."""
+        return np.array(self._tokens_list, dtype=np.int64)
+
+    def _level_lists(self) -> tuple[list[float], list[float], list[float]]:
+        """(dev loss, training-set loss, base loss) now, as lists; cached until the state moves."""
+        if self._lists is None:
+            self._lists = self._dyn.levels(self._exposure_list, self._consumed_list, self._total)
+        return self._lists
+
     def _levels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(dev loss, training-set loss, base loss) now, each (N,); cached until the state moves."""
+        """`_level_lists` as (N,) arrays."""
         if self._cache is None:
-            base = base_loss(
-                self._exposure, self._init, self._floor, self._rate, self._exp,
-                self._general, self.consumed.sum(keepdims=True),
-            )  # fmt: skip
-            gap = overfit_gap(self.consumed, self.train_sizes, self._overfit, self._ofe)
-            self._cache = (base + gap, base * np.exp(-gap / base), base)
+            dev, train, base = self._level_lists()
+            self._cache = (np.array(dev), np.array(train), np.array(base))
         return self._cache
 
     def _draw(self, mixture: np.ndarray, n_steps: int) -> np.ndarray:
@@ -210,38 +235,65 @@ class SimLearner:
         if p.shape != self._init.shape or not (p.min() >= 0 and abs(p.sum() - 1.0) < 1e-6):
             raise ValueError(f"mixture must be a distribution over {p.size} skills, got {p}")
         counts = self._draw(p, n_steps)
-        train0 = self._levels()[1]
-        self._cache = self._emb_cache = self._probe_vals = None
-        self._exposure = advance_exposure(
-            self._exposure, counts, n_steps, self._transfer, self._forget, self._rate
-        )
-        self.consumed = self.consumed + counts
-        self.step += n_steps
-        tokens = counts * self._tpe
-        self.tokens_seen = self.tokens_seen + tokens
-        train1 = self._levels()[1]
-        # Within the interval the training loss moves (about) linearly from train0 to train1.
-        mid = (train0 + train1) / 2.0
-        sd = mid * self.params.example_spread + self.params.noise
-        loss_sum = mid * counts + sd * np.sqrt(counts) * self._train_rng.standard_normal(p.size)
-        frac = (np.arange(n_steps) + 0.5) / max(n_steps, 1)
-        share = counts / max(counts.sum(), 1)
-        b = self.train_cfg.batch_size
-        step_losses = share @ train0 + frac * (share @ (train1 - train0))
-        step_losses = step_losses + (share @ sd) / np.sqrt(b) * self._train_rng.standard_normal(
-            n_steps
-        )
+        _, loss_sum, step_losses = self._learn(counts, n_steps)
         return TrainStats(
-            examples=counts.astype(np.int64),
-            tokens=tokens.astype(np.int64),
-            loss_sum=np.maximum(loss_sum, 0.0),
-            step_losses=np.maximum(step_losses, 0.0),
+            examples=counts,  # int64 from the generator, not aliased by the learner's state
+            tokens=counts * self._tpe,
+            loss_sum=np.array(loss_sum),
+            step_losses=step_losses,
         )
+
+    def _learn(self, counts: np.ndarray, n_steps: int) -> tuple[list[int], list[float], np.ndarray]:
+        """Train on `counts` (N,) examples over `n_steps` steps: (counts and loss sums (N,) as
+        lists, step losses (n_steps,)), both losses clipped at 0."""
+        n, b = len(self.skill_names), self.train_cfg.batch_size
+        train0 = self._level_lists()[1]
+        exposure, c = self._dyn.advance(self._exposure_list, counts, n_steps)
+        self._set_state(exposure, [a + k for a, k in zip(self._consumed_list, c, strict=True)])
+        self._tokens_list = [
+            t + k * m for t, k, m in zip(self._tokens_list, c, self._tpe_list, strict=True)
+        ]
+        self.step += n_steps
+        train1 = self._level_lists()[1]
+        spread, noise = self.params.example_spread, self.params.noise
+        # One call for both kinds of noise: the same numbers as two calls, in this order.
+        z = self._train_rng.standard_normal(n + n_steps)
+        eps = z[:n].tolist()
+        # Both sampling modes draw exactly n_steps * b examples; the sums of products below
+        # run left to right, as numpy's dot products of a few terms.
+        total = n_steps * b
+        loss_sum: list[float] = []
+        level0 = change = spread_sum = 0.0
+        sqrt = math.sqrt
+        for t0, t1, k, e in zip(train0, train1, c, eps, strict=True):
+            # Within the interval the training loss moves (about) linearly from t0 to t1.
+            mid = (t0 + t1) / 2.0
+            sd = mid * spread + noise
+            x = mid * k + sd * sqrt(k) * e
+            loss_sum.append(0.0 if x < 0.0 else x)
+            share = k / total
+            level0 += share * t0
+            change += share * (t1 - t0)
+            spread_sum += share * sd
+        # In place, the values of: frac * change + level0 + spread_sum / sqrt(b) * z[n:]
+        step_losses = self._frac(n_steps) * change
+        step_losses += level0
+        noise_part = z[n:]
+        noise_part *= spread_sum / math.sqrt(b)
+        step_losses += noise_part
+        return c, loss_sum, np.maximum(step_losses, 0.0, out=step_losses)
+
+    def _frac(self, n_steps: int) -> np.ndarray:
+        """(n_steps,) midpoints of the steps as fractions of the interval (cached)."""
+        frac = self._fracs.get(n_steps)
+        if frac is None:
+            frac = self._fracs[n_steps] = (np.arange(n_steps) + 0.5) / max(n_steps, 1)
+        return frac
 
     @timing.timed(timing.EVAL_DEV)
     def dev_loss(self) -> np.ndarray:
         """(N,) dev loss of the current model."""
-        return self._levels()[0].copy()
+        return np.array(self._level_lists()[0])
 
     def evaluate(self, generate: bool = True) -> EvalResult:
         """Dev loss and the logistic loss -> accuracy map (NaN without `generate` or a mid)."""
@@ -250,72 +302,6 @@ class SimLearner:
             return EvalResult(dev_loss=dev, accuracy=np.full(dev.shape, np.nan))
         acc = 1.0 / (1.0 + np.exp(self.params.accuracy_slope * (dev - self._acc_mid)))
         return EvalResult(dev_loss=dev, accuracy=acc)
-
-    def _example_ids(self, skill: int, idx: np.ndarray) -> list[str]:
-        ids = self._ids[skill]
-        if ids is None:
-            name, m = self.skill_names[skill], len(self._difficulty[skill])
-            ids = np.array([f"{name}/{self._split}/{k}" for k in range(m)])
-            self._ids[skill] = ids
-        return ids[idx].tolist()
-
-    def _embedding_means(self) -> np.ndarray:
-        """(N, H) noise-free skill embeddings of the current model."""
-        if self._emb_cache is None:
-            prog = progress(self._levels()[2], self._init, self._floor)
-            shift = (self._transfer * prog[None, :]) @ self._drift_dirs
-            means = self._common + self._mu + self.params.embed_drift * shift
-            self._emb_cache = means.astype(np.float32)
-        return self._emb_cache
-
-    def _new_draw(self, n: int) -> ProbeDraw:
-        self._draw_state = self._probe_rng.bit_generator.state
-        self._probe_draw = draw_probes(self._probe_rng, self._pools, n, self.params.embed_dim)
-        self._probe_vals = None
-        return self._probe_draw
-
-    def _probe_values(self, draw: ProbeDraw) -> dict[str, np.ndarray]:
-        """Every row of `draw` turned into probe numbers at the current state, (N, W[, H])."""
-        if self._probe_vals is None:
-            dev, train, _ = self._levels()
-            level = (train if self._split == "train" else dev)[:, None]
-            d = self._diff_flat[draw.idx + self._pool_start]
-            nll = np.maximum(level * d + self.params.noise * draw.eps, _MIN_NLL)
-            init = self._init[:, None] * d
-            r = self._rfrac[:, None]
-            prompt = (1.0 - r) * self._prompt[:, None] * d
-            means = self._embedding_means()[:, None, :]
-            self._probe_vals = {
-                "nll": nll,
-                "init_nll": init,
-                "seq_nll": r * nll + prompt,
-                "init_seq_nll": r * init + prompt,
-                "embeddings": means + draw.emb * self._emb_scale,
-            }
-        return self._probe_vals
-
-    @timing.timed(timing.PROBE)
-    def probe(self, skill: int, n: int, with_initial: bool = True) -> ProbeResult:
-        """Per-example NLLs and embeddings of min(n, pool) examples of `skill`.
-
-        The simulated initial NLLs cost nothing, so they are returned even when not asked for.
-
-        Each call uses an unused row of the current batched draw (a new draw when none is
-        left for this skill or `n` changed), so no two probes share noise.
-        """
-        draw = self._probe_draw
-        if draw is None or draw.n != n or draw.taken[skill]:
-            draw = self._new_draw(n)
-        draw.taken[skill] = True
-        vals, m = self._probe_values(draw), draw.size[skill]
-        return ProbeResult(
-            ids=self._example_ids(skill, draw.idx[skill, :m]),
-            nll=vals["nll"][skill, :m],
-            init_nll=vals["init_nll"][skill, :m],
-            seq_nll=vals["seq_nll"][skill, :m],
-            init_seq_nll=vals["init_seq_nll"][skill, :m],
-            embeddings=vals["embeddings"][skill, :m],
-        )
 
     @timing.timed(timing.PROBE)
     def gradient_alignment(self, n: int, target: int | None = None) -> np.ndarray:
@@ -348,9 +334,9 @@ class SimLearner:
         return {
             "skill_names": list(self.skill_names),
             "step": int(self.step),
-            "consumed": self.consumed.tolist(),
-            "tokens_seen": self.tokens_seen.tolist(),
-            "exposure": self._exposure.tolist(),
+            "consumed": list(self._consumed_list),
+            "tokens_seen": list(self._tokens_list),
+            "exposure": list(self._exposure_list),
             "train_rng": self._train_rng.bit_generator.state,
             "probe_rng": self._probe_rng.bit_generator.state,
             # A batched probe draw may be half handed out: saved as the generator state that
@@ -372,10 +358,9 @@ class SimLearner:
                 f"has {self.skill_names}; resume with the run's original env config"
             )
         self.step = int(state["step"])
-        self.consumed = np.asarray(state["consumed"], dtype=np.int64)
-        self.tokens_seen = np.asarray(state["tokens_seen"], dtype=np.int64)
-        self._exposure = np.asarray(state["exposure"], dtype=np.float64)
-        self._cache = self._emb_cache = self._probe_vals = None
+        exposure = np.asarray(state["exposure"], dtype=np.float64).tolist()
+        self._set_state(exposure, np.asarray(state["consumed"], dtype=np.int64).tolist())
+        self._tokens_list = np.asarray(state["tokens_seen"], dtype=np.int64).tolist()
         self._train_rng.bit_generator.state = state["train_rng"]
         self._probe_draw = None
         draw = state.get("probe_draw")

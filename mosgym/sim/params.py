@@ -1,6 +1,6 @@
 """The simulator's parameters: the `sim:` block of an env config, typed and validated.
 
-See mosgym.envs.sim for the model these parameters drive.
+See mosgym.sim.learner for the model these parameters drive.
 """
 
 from __future__ import annotations
