@@ -49,14 +49,17 @@ def runs_table(experiments: list[str], client: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def block_text(name: str, results: Path, experiments: list[str], client: Any) -> str:
+def block_text(name: str, results: Path, experiments: list[str], client: Any) -> str | None:
+    """The block's new text, or None when nothing made it yet (the block is kept as it is, so
+    a report rebuilt without those results changes nothing)."""
     if name == "runs":
         return runs_table(experiments, client)
     for path in (results / name / "comparison.md", results / f"{name}.md"):
         if path.exists():
             text = path.read_text(encoding="utf-8")
             return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", text, flags=re.M)
-    return f"(not generated: no {results}/{name}/comparison.md or {results}/{name}.md)\n"
+    print(f"{name}: no {name}/comparison.md or {name}.md in {results}: kept", file=sys.stderr)
+    return None
 
 
 def main() -> int:
@@ -75,7 +78,7 @@ def main() -> int:
 
     def fill(m: re.Match) -> str:
         body = block_text(m.group(2), args.results, args.experiments, client)
-        return m.group(1) + body + m.group(4)
+        return m.group(0) if body is None else m.group(1) + body + m.group(4)
 
     filled = BLOCK.sub(fill, text)
     args.readme.write_text(filled, encoding="utf-8")

@@ -427,7 +427,13 @@ def test_make_report_runs_from_an_archive_alone(tmp_path: Path) -> None:
     assert "runs from archive" in res.stdout and not (tmp_path / "no").exists()
     text = (tmp_path / "README.md").read_text(encoding="utf-8")
     blocks = dict(re.findall(r"<!-- BEGIN (\S+) -->\n(.*?)<!-- END \1 -->", text, re.S))
-    assert set(blocks) == {"runs", "table2", "table3", "table5", "rl", "calibration", "fidelity"}
+    assert set(blocks) == {
+        "runs", "table2", "table3", "table5", "rl", "calibration", "fidelity",
+        "benchmark-skills-tiny",
+    }  # fmt: skip
+    before = dict(re.findall(r"<!-- BEGIN (\S+) -->\n(.*?)<!-- END \1 -->", readme, re.S))
+    # No benchmark runs in this archive: the benchmark's block is kept as it was.
+    assert blocks["benchmark-skills-tiny"] == before["benchmark-skills-tiny"]
     assert blocks["runs"] == _fill_readme().runs_table(
         PAPER_EXPERIMENTS, ArchiveReader(tmp_path / "archive")
     )
