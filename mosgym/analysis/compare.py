@@ -28,6 +28,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,18 +201,41 @@ def write_atomically(out: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def log_comparison(client: Any, loaded: Loaded, folder: Path, reference: str, n_boot: int) -> str:
-    """A FINISHED MLflow run (mosgym.kind=comparison) in the runs' experiment, files attached.
+def headline_metrics(rows: list[Row]) -> dict[str, float]:
+    """The comparison's headline numbers as MLflow metrics: for every headline metric and agent,
+    ``{metric}/{agent}/iqm``, ``.../ci_low``, ``.../ci_high`` and (not for the reference)
+    ``.../p_improvement``; NaNs are left out."""
+    out: dict[str, float] = {}
+    for r in rows:
+        if r.metric not in HEADLINE:
+            continue
+        agent = re.sub(r"[^\w./ -]+", "_", r.agent)  # MLflow's allowed metric-name characters
+        stats = {"iqm": r.iqm, "ci_low": r.ci.lo, "ci_high": r.ci.hi, "p_improvement": r.poi}
+        for stat, value in stats.items():
+            if math.isfinite(value):
+                out[f"{r.metric.key}/{agent}/{stat}"] = float(value)
+    return out
+
+
+def log_comparison(
+    client: Any, loaded: Loaded, folder: Path, reference: str, n_boot: int, rows: list[Row],
+    markdown: str,
+) -> str:  # fmt: skip
+    """A FINISHED MLflow run (mosgym.kind=comparison) in the runs' experiment: the headline
+    numbers as metrics, the report as its description, the files attached.
 
     Uses the client, not the fluent API, so a caller's active run is neither ended nor nested.
     """
+    from mlflow.entities import Metric as MlflowMetric
     from mlflow.entities import Param
+
+    from mosgym.experiment.browse import set_note
 
     runs = loaded.runs
     exp_id = client.get_run(runs[0].run_id).info.experiment_id
     agents = sorted({r.agent for r in runs})
     tags = {"mosgym.kind": "comparison", "mosgym.reference": reference}
-    run = client.create_run(exp_id, tags=tags, run_name=f"compare__{'_vs_'.join(agents)}"[:250])
+    run = client.create_run(exp_id, tags=tags, run_name=f"compare {' vs '.join(agents)}"[:250])
     rid = run.info.run_id
     try:
         params = {
@@ -219,7 +243,12 @@ def log_comparison(client: Any, loaded: Loaded, folder: Path, reference: str, n_
             "budget": runs[0].budget, "skills": ",".join(runs[0].skills), "n_boot": n_boot,
             "run_ids": ",".join(r.run_id for r in runs)[:500],
         }  # fmt: skip
+        ts = int(time.time() * 1000)
+        metrics = [MlflowMetric(k, v, ts, 0) for k, v in headline_metrics(rows).items()]
         client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
+        for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+            client.log_batch(rid, metrics=metrics[i : i + 1000])
+        set_note(rid, markdown, client)
         client.log_artifacts(rid, str(folder))
     except BaseException:
         client.set_terminated(rid, "FAILED")
@@ -269,7 +298,7 @@ def compare(
 
     out = out or Path("compare") / (re.sub(r"[^\w.-]+", "_", experiment).lstrip(".") or "_")
     write_atomically(out, fill)
-    return Comparison(rows, md, out, log_comparison(client, loaded, out, ref, n_boot))
+    return Comparison(rows, md, out, log_comparison(client, loaded, out, ref, n_boot, rows, md))
 
 
 def build_parser() -> argparse.ArgumentParser:

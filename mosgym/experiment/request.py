@@ -105,7 +105,13 @@ class RunRequest:
     checkpoint_every: int = 1
     """Env steps between checkpoints (0: none)."""
     keep: int = 2
-    """Checkpoints kept."""
+    """Checkpoints kept while the run goes on."""
+    keep_checkpoints: bool = False
+    """Keep the last checkpoints once the run has finished (default: removed then)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two runs the same run: configs and seeds (see checkpoint.check_fresh)."""
+        return {"env": self.env, "agent": self.agent, "seeds": self.seeds}
 
 
 def resolve_request(args: argparse.Namespace) -> RunRequest:
@@ -150,10 +156,11 @@ def resolve_request(args: argparse.Namespace) -> RunRequest:
         checkpoint_dir=str(Path(args.checkpoint_dir or Path("checkpoints") / run_name).resolve()),
     )
     _apply_checkpoint_args(req, args)
+    req.keep_checkpoints = bool(getattr(args, "keep_checkpoints", False))
     if req.checkpoint_every > 0:
         from mosgym.experiment.checkpoint import check_fresh
 
-        check_fresh(Path(req.checkpoint_dir))
+        check_fresh(Path(req.checkpoint_dir), req.fingerprint())
     return req
 
 
@@ -206,6 +213,7 @@ def resolve_resume(args: argparse.Namespace) -> tuple[RunRequest, dict[str, Any]
     req.checkpoint_dir = str(ckpt.root)
     req.progress = not args.no_progress
     _apply_checkpoint_args(req, args)
+    req.keep_checkpoints = req.keep_checkpoints or bool(getattr(args, "keep_checkpoints", False))
     if distributed.is_main():
         ckpt.drop_newer(folder)
     log.info("resuming from %s", folder)
