@@ -21,7 +21,13 @@ from mosgym.analysis import compare, report
 from mosgym.analysis import plots as compare_plots
 from mosgym.analysis.stats import TOO_FEW_RUNS_NOTE, stratified_bootstrap_ci
 from mosgym.errors import MosgymError
-from mosgym.records.runs import duplicate_seed_notes, mixture_paths, skill_names, stack_curves
+from mosgym.records.runs import (
+    duplicate_seed_notes,
+    mixture_paths,
+    skill_names,
+    stack_curves,
+    to_run_data,
+)
 
 STEPS = [0, 10, 20, 30, 40]
 SKILLS = ("code", "math")
@@ -200,6 +206,50 @@ def test_comparison_run_is_logged_with_its_files(store, result) -> None:
     assert mlflow.active_run() is None
 
 
+def test_comparison_run_logs_its_headline_numbers_as_metrics(store, result) -> None:
+    res, table = result
+    run = store["client"].get_run(res.run_id)
+    m = run.data.metrics
+    assert m["final_dev_loss_mean/mos/iqm"] == pytest.approx((1.0 + 1.5) / 2)
+    row = table[("mos", "final_dev_loss_mean")]
+    assert m["final_dev_loss_mean/mos/ci_low"] == pytest.approx(float(row["ci_low"]))
+    assert m["final_dev_loss_mean/mos/ci_high"] == pytest.approx(float(row["ci_high"]))
+    assert m["final_dev_loss_mean/mos/p_improvement"] == pytest.approx(9 / 12)
+    assert "final_dev_loss_mean/static-temp/p_improvement" not in m  # the reference itself
+    assert "final_dev_loss_mean/uni/ci_low" not in m  # one seed: no interval (NaN)
+    assert m["speedup/mos/iqm"] == pytest.approx((4 / 3 + 2) / 2)
+    assert not [k for k in m if "/code" in k or "/math" in k]  # per-skill rows stay in files
+    assert run.data.tags["mlflow.note.content"].startswith(res.markdown[:200])
+
+
+def test_weights_read_alike_from_old_and_new_records(store) -> None:
+    """Format 1 logged a uniform point at step 0 and each interval's mixture at its end;
+    format 2 (tag mosgym.format=2) logs it at the interval's start: one mixture path."""
+    client = store["client"]
+    exp = client.create_experiment("formats")
+    path = [[0.9, 0.1], [0.7, 0.3], [0.5, 0.5], [0.2, 0.8]]  # intervals starting 0, 10, 20, 30
+    ts = int(time.time() * 1000)
+    read = []
+    for tags, params, steps, rows in (
+        ({}, {"env.skills.0.name": "code", "env.skills.1.name": "math"}, STEPS, [[0.5] * 2, *path]),
+        ({"mosgym.format": "2"}, {"env.skills": "code,math"}, STEPS[:-1], path),
+    ):
+        tags = {"mosgym.agent": "mos", "mosgym.seed": "0", "mosgym.kind": "run", **tags}
+        rid = client.create_run(exp, tags=tags).info.run_id
+        metrics = [Metric("dev_loss_mean", 1.0, ts, step) for step in STEPS]
+        metrics += [
+            Metric(f"weight/{s}", w[j], ts, step)
+            for step, w in zip(steps, rows, strict=True)
+            for j, s in enumerate(SKILLS)
+        ]
+        client.log_batch(rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
+        read.append(to_run_data(client, client.get_run(rid)))
+    a, b = read
+    assert a.skills == b.skills == SKILLS
+    assert a.weight_steps.tolist() == b.weight_steps.tolist() == STEPS[:-1]
+    assert a.weights.tolist() == b.weights.tolist() == path
+
+
 def test_main_prints_the_table_and_leaves_a_callers_active_run_alone(
     store, tmp_path, capsys
 ) -> None:
@@ -279,6 +329,7 @@ def test_choose_reference() -> None:
 def test_skill_names_from_params_in_index_order_else_metric_keys() -> None:
     params = {"env.skills.1.name": "math", "env.skills.0.name": "code", "env.train.lr": "1"}
     assert skill_names(params, {}) == ("code", "math")
+    assert skill_names({"env.skills": "math,code"}, {}) == ("math", "code")  # format 2
     metrics = {"dev_loss/b": 1.0, "dev_loss/a": 1.0, "final/dev_loss/c": 1.0, "dev_loss_mean": 1}
     assert skill_names({}, metrics) == ("a", "b")
 
