@@ -65,6 +65,7 @@ from mosgym.records.runs import (
     make_client,
     mixture_paths,
 )
+from mosgym.records.store import check_writable
 
 NAN_INTERVAL = Interval(math.nan, math.nan)
 CSV_NAME, MD_NAME = "comparison.csv", "comparison.md"
@@ -278,6 +279,7 @@ def compare(
     env: str | None = None,
 ) -> Comparison:
     """Read, aggregate, write the folder atomically, and log the comparison run."""
+    check_writable(str(client.tracking_uri))  # the comparison run is written to it
     loaded = load_runs(client, experiment, run_ids, agents, env)
     runs = loaded.runs
     ref = choose_reference(sorted({r.agent for r in runs}), reference)

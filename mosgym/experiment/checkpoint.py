@@ -230,10 +230,15 @@ class CheckpointDir:
 
 
 def request_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
-    """'train.lr 0.001 -> 0.0003, seeds [0] -> [1]' for the first keys that differ."""
+    """'env.train.lr 0.001 -> 0.0003, seeds [0] -> [1]' for the first settings that differ."""
     from mosgym.config import flatten
 
-    a, b = (flatten(json.loads(json.dumps(d, default=str))) for d in (old, new))
+    def settings(request: dict[str, Any]) -> dict[str, Any]:
+        plain = json.loads(json.dumps(request, default=str))  # tuples, numbers as JSON has them
+        configs = flatten({"env": plain.get("env"), "agent": plain.get("agent")})
+        return {**configs, "seeds": plain.get("seeds")}
+
+    a, b = settings(old), settings(new)
     keys = sorted(set(a) | set(b))
     diffs = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
     more = f" (+{len(diffs) - limit} more)" if len(diffs) > limit else ""

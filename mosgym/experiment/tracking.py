@@ -32,6 +32,7 @@ import yaml
 from mosgym.errors import MosgymError
 from mosgym.experiment import plots
 from mosgym.experiment.episode import EpisodeLog
+from mosgym.records.store import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def check_tracking_server() -> str:
     from mlflow.tracking import MlflowClient
 
     uri = mlflow.get_tracking_uri()
+    check_writable(uri)  # else MLflow retries a read-only sqlite store for about 2 minutes
     if uri.startswith(("http://", "https://")):
         # Few retries: an unreachable server should be reported in seconds, not minutes.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
