@@ -169,16 +169,19 @@ def summarize(
 def write_plots(folder: Path, rows: list[Row], runs: list[RunData], target: Target) -> None:
     """aggregates.png, learning_curves.png and mixture_paths.png in `folder`."""
     agents = sorted({r.agent for r in runs})
+    colors = compare_plots.agent_colors(agents)
     panels = []
     for m in HEADLINE:
         pts = [compare_plots.Point(r.agent, r.iqm, r.ci.lo, r.ci.hi) for r in rows if r.metric == m]
         if pts:
             panels.append((f"{m.label} {m.arrow}", pts))
-    compare_plots.save(compare_plots.aggregates_figure(panels), str(folder / PLOT_NAMES[0]))
+    fig = compare_plots.aggregates_figure(panels, colors)
+    compare_plots.save(fig, str(folder / PLOT_NAMES[0]))
     curves = {a: agent_curve(runs, a) for a in agents}
-    fig = compare_plots.learning_curves_figure(curves, target.loss, target.reference)
+    fig = compare_plots.learning_curves_figure(curves, target.loss, target.reference, colors)
     compare_plots.save(fig, str(folder / PLOT_NAMES[1]))
-    fig = compare_plots.mixture_paths_figure(mixture_paths(runs, agents), runs[0].skills)
+    paths = mixture_paths(runs, agents)
+    fig = compare_plots.mixture_paths_figure(paths, runs[0].skills, runs[0].budget)
     compare_plots.save(fig, str(folder / PLOT_NAMES[2]))
 
 

@@ -62,10 +62,11 @@ def _int_or_none(text: str | None) -> int | None:
 def _skills_of(run: Any) -> tuple[list[str], list[int | None]]:
     """Skill names and train sizes from a run's params (and tags, for the sizes)."""
     params, names, sizes = run.data.params, [], []
-    if params.get("env.skills"):  # records since mosgym.format 2: sizes are in the tag
+    one_param = bool(params.get("env.skills"))
+    if one_param:  # records since mosgym.format 2: sizes are in the tag
         names = params["env.skills"].split(",")
         sizes = [None] * len(names)
-    while not sizes and f"env.skills.{len(names)}.name" in params:
+    while not one_param and f"env.skills.{len(names)}.name" in params:
         i = len(names)
         names.append(params[f"env.skills.{i}.name"])
         sizes.append(_int_or_none(params.get(f"env.skills.{i}.n_train")))
