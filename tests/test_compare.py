@@ -17,7 +17,7 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from mosgym.analysis import compare, report
+from mosgym.analysis import compare, dashboard, report
 from mosgym.analysis import plots as compare_plots
 from mosgym.analysis.stats import TOO_FEW_RUNS_NOTE, stratified_bootstrap_ci
 from mosgym.errors import MosgymError
@@ -202,8 +202,31 @@ def test_comparison_run_is_logged_with_its_files(store, result) -> None:
     assert run.data.tags["mosgym.kind"] == "comparison"
     assert run.data.params["reference"] == "static-temp" and run.data.params["n_runs"] == "8"
     names = {a.path for a in client.list_artifacts(res.run_id)}
-    assert names == {compare.CSV_NAME, compare.MD_NAME, *compare.PLOT_NAMES}
+    page = {dashboard.NAME} if dashboard.available() else set()  # an optional extra
+    assert names == {compare.CSV_NAME, compare.MD_NAME, *compare.PLOT_NAMES, *page}
     assert mlflow.active_run() is None
+
+
+def test_dashboard_leaderboard_and_curves(store, result) -> None:
+    pytest.importorskip("plotly")
+    res, _ = result
+    page = (res.out / dashboard.NAME).read_text()
+    board = page[page.index('<table class="leaderboard">') : page.index("</table>")]
+    rows = board.split("<tr>")[2:]  # after the header
+    assert [r.split("<b>")[1].split("</b>")[0] for r in rows] == ["mos", "static-temp", "uni"]
+    assert "1.250<small> [" in rows[0] and "<td>0.7500</td>" in rows[0]  # IQM, P(better)
+    assert "<td>reference</td>" in rows[1]
+    assert page.count("plotly-graph-div") >= 1 and "dev loss code" in page
+    colors = compare_plots.agent_colors(["uni", "mos", "static-temp"])
+    assert f'"color":"{colors["mos"]}"' in page  # the PNGs' colour for the agent
+
+
+def test_agent_colours_are_one_per_agent_whatever_the_order() -> None:
+    a = compare_plots.agent_colors(["uni", "mos", "static-temp"])
+    assert a == compare_plots.agent_colors(["static-temp", "uni", "mos"])
+    assert len(set(a.values())) == 3
+    many = compare_plots.agent_colors([f"agent{i:02d}" for i in range(20)])
+    assert len(set(many.values())) == 20
 
 
 def test_comparison_run_logs_its_headline_numbers_as_metrics(store, result) -> None:

@@ -6,7 +6,9 @@ final mean and worst-skill dev loss, mean accuracy, the area under the mean-dev-
 agent's final mean dev loss (the paper's "2.2x faster"). Each is the IQM over seeds with a 95%
 stratified bootstrap interval, plus the probability that a run of the agent beats a run of the
 reference (Agarwal et al. 2021). Outputs: a markdown table on stdout, comparison.md,
-comparison.csv and three PNGs in --out, all also logged as an MLflow run (mosgym.kind=comparison).
+comparison.csv, three PNGs and (with plotly installed, `pip install "mosgym[dashboard]"`) an
+interactive dashboard.html in --out, all also logged as an MLflow run (mosgym.kind=comparison)
+whose metrics are the headline numbers and whose description is the report.
 
 Tasks of the stratified bootstrap: every metric is its own single task, a (seeds, 1) matrix.
 Per-skill results are reported per skill, each also one task, and never pooled into one
@@ -36,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from mosgym.analysis import dashboard
 from mosgym.analysis import plots as compare_plots
 from mosgym.analysis.report import (
     HEADLINE,
@@ -64,6 +67,7 @@ from mosgym.records.runs import (
     load_runs,
     make_client,
     mixture_paths,
+    skill_curves,
 )
 from mosgym.records.store import check_writable
 
@@ -300,6 +304,10 @@ def compare(
         (folder / MD_NAME).write_text(md, encoding="utf-8")
         (folder / CSV_NAME).write_text(csv_report(rows, ref), encoding="utf-8")
         write_plots(folder, rows, runs, target)
+        if dashboard.available():  # an optional extra: mosgym[dashboard]
+            per_run = {r.run_id: skill_curves(client, r) for r in runs}
+            page = dashboard.render(experiment, rows, order, target, runs, per_run)
+            (folder / dashboard.NAME).write_text(page, encoding="utf-8")
 
     out = out or Path("compare") / (re.sub(r"[^\w.-]+", "_", experiment).lstrip(".") or "_")
     write_atomically(out, fill)
@@ -343,6 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(result.markdown, end="")
     print(f"wrote {result.out}/ ; MLflow comparison run {result.run_id}", file=sys.stderr)
+    from mosgym.experiment.browse import browse_lines, run_page_url
+
+    uri = str(client.tracking_uri)
+    exp_id = client.get_run(result.run_id).info.experiment_id
+    shown = dashboard.NAME if (result.out / dashboard.NAME).is_file() else None
+    lines = browse_lines(uri, exp_id)
+    lines[-1] = lines[-1].replace(
+        lines[-1].split()[-1], run_page_url(uri, exp_id, result.run_id, shown)
+    )
+    print("\n".join(lines), file=sys.stderr)
     return 0
 
 

@@ -40,7 +40,7 @@ def leaderboard_html(rows: list[Row], order: Sequence[str], reference: str) -> s
     head = "".join(f"<th>{html.escape(m.label)} {m.arrow}</th>" for m in metrics)
     lines = [
         '<table class="leaderboard"><thead><tr><th>agent</th><th>seeds</th>'
-        f"{head}<th>P(better than {html.escape(reference)}), final mean dev loss</th></tr>"
+        f"{head}<th>P(better than reference) ↑</th></tr>"
         "</thead><tbody>"
     ]
     for agent in order:
@@ -136,7 +136,8 @@ table.leaderboard {{ border-collapse: collapse; margin: 8px 0 20px; font-size: 1
 </style></head><body>
 <h2>{title}</h2>
 <p>IQM over seeds with 95% stratified bootstrap intervals; reference agent
-<b>{reference}</b>; budget {budget} optimizer steps.</p>
+<b>{reference}</b> (P(better): the chance that a run of the agent ends with a lower mean dev
+loss than a run of the reference); budget {budget} optimizer steps.</p>
 {leaderboard}
 {figure}
 </body></html>

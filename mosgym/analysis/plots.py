@@ -133,9 +133,7 @@ def mixture_paths_figure(
     n = len(paths)
     ncols = 2 if n > 1 else 1
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(5.2 * ncols, 0.8 + 2.4 * nrows), sharex=True, squeeze=False
-    )
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 0.8 + 2.4 * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax, (agent, (steps, weights)) in zip(axes.flat, paths.items(), strict=False):
@@ -153,12 +151,12 @@ def mixture_paths_figure(
         handles, labels = next(
             ax.get_legend_handles_labels() for ax in axes.flat if ax.get_legend_handles_labels()[0]
         )
-        fig.legend(handles, labels, loc="lower center", ncols=min(len(labels), 6), fontsize=FONT,
-                   frameon=False, bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=FONT,
+                   frameon=False)  # fmt: skip
     fig.supxlabel("optimizer step", fontsize=FONT)
     fig.supylabel("sampling probability", fontsize=FONT)
     fig.suptitle("Mixture path per agent (mean over seeds)", fontsize=FONT + 2)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout()
     return fig
 
 

@@ -244,7 +244,7 @@ def _set_experiment(name: str) -> None:
 
     try:
         exp = mlflow.set_experiment(name)
-        browse.mark_training_experiment(exp.experiment_id)
+        browse.prepare_experiment(exp.experiment_id)
     except MlflowException as e:
         raise MosgymError(
             f"MLflow experiment {name!r}: {str(e).splitlines()[0][:200]}; choose another "

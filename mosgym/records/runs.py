@@ -211,6 +211,17 @@ def _mixture(
     return steps, weights
 
 
+def skill_curves(client: Any, run: RunData) -> tuple[np.ndarray, np.ndarray]:
+    """The run's dev_loss/{skill} histories on the steps all of them share: (steps (K,),
+    losses (K, N), columns in run.skills order); empty when a skill has none."""
+    series = [_history(client, run.run_id, f"dev_loss/{s}") for s in run.skills]
+    if not series or any(len(st) == 0 for st, _ in series):
+        return np.zeros(0), np.zeros((0, len(run.skills)))
+    common = sorted(set.intersection(*(set(st.tolist()) for st, _ in series)))
+    cols = [np.array([dict(zip(st, v, strict=True))[t] for t in common]) for st, v in series]
+    return np.array(common, dtype=np.float64), np.stack(cols, axis=1)
+
+
 def _budget(run: Any, curve_steps: np.ndarray) -> int:
     """env.train.total_steps, else the last step of the dev-loss curve (runs logged by hand)."""
     raw = run.data.params.get(BUDGET_PARAM)
