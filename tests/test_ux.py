@@ -271,3 +271,26 @@ def test_the_reward_can_choose_its_own_probe_size(tmp_path: Path) -> None:
     cfg = load_env_config("skills-tiny", reward={"type": "diff", "probe_size": 16})
     assert cfg.train.probe_size == 16 and cfg.reward.probe_size == 16
     assert load_env_config("skills-tiny").train.probe_size == 64  # COSSIM keeps the env's
+
+
+# --------------------------------------------------------------------------------------------
+# Params (item 5): what a user set or would filter on
+
+
+def test_params_leave_out_what_does_nothing_for_the_run(tmp_path: Path) -> None:
+    from mosgym.experiment.run_params import run_params
+
+    args = ["--env", "sim-skills-tiny", "--agent", "mos-cossim", "--set", "train.lr=0.5"]
+    req = resolve_request(build_parser().parse_args([*args, "--checkpoint-every", "0"]))
+    params = run_params(req.env, req.agent)
+    assert params["env.learner"] == "sim" and params["env.train.total_steps"] == 1000
+    assert params["env.skills"] == "copy,reverse,sort,count,lookup,add"
+    # The simulator has no model or optimiser: train.lr does nothing there, even when set.
+    assert not [k for k in params if k.startswith(("env.model", "env.sim", "env.train.lr"))]
+    assert "agent.params.hidden_size" not in params  # idle with the free-logits scorer
+    assert params["agent.params.scorer"] == "logits"
+    assert not [v for v in params.values() if v in (None, "", {}, [])]
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "model").mkdir()  # a local checkpoint, named through a detour
+    real = resolve_request(build_parser().parse_args(["--set", "model.name=./ckpt/../model"]))
+    assert run_params(real.env, real.agent)["env.model.name"] == str(tmp_path / "model")

@@ -12,7 +12,8 @@ a researcher filters and compares runs by in the MLflow UI. Logged:
   file or ``--set`` changed), except those that do nothing for the run: the model and optimiser
   settings on the simulator, reward options of other reward types, probe settings when no
   reward is computed;
-- every agent setting (``agent.params.*``).
+- every agent setting (``agent.params.*``) but those its other settings make idle (the MoS
+  scorer's ``hidden_size`` with free logits, ``init_logit`` with the MLP).
 
 Never logged: per-skill rows (``env.skills.N.*``), the simulator's calibrated numbers
 (``env.sim.*``), null or empty values. Local paths are logged absolute and normalised.
@@ -41,6 +42,11 @@ SIM_IGNORES = (
 # Reward options that only one reward type reads.
 REWARD_ONLY = {"reward.diff_scope": ("diff",), "reward.uat_samples": ("multiuat",)}
 NEVER = ("skills", "sim", "cache_dir")
+# Agent settings that one choice of another makes idle: (kind, key, value) -> idle keys.
+AGENT_IDLE = {
+    ("mos", "scorer", "logits"): ("hidden_size",),
+    ("mos", "scorer", "mlp"): ("init_logit",),
+}
 
 
 def _defaults() -> dict[str, Any]:
@@ -96,10 +102,17 @@ def env_params(env: dict[str, Any]) -> dict[str, Any]:
 def agent_params(agent: dict[str, Any]) -> dict[str, Any]:
     """The agent's name, kind and settings, keys prefixed 'agent.'."""
     out: dict[str, Any] = {"agent.name": agent["name"], "agent.kind": agent["kind"]}
-    if agent.get("action_kind"):
+    if agent.get("action_kind") not in (None, "any"):  # 'any': it follows the env
         out["agent.action_kind"] = agent["action_kind"]
-    for key, value in flatten(agent.get("params") or {}).items():
-        if not _empty(value):
+    params = flatten(agent.get("params") or {})
+    idle = {
+        key
+        for (kind, k, v), keys in AGENT_IDLE.items()
+        if kind == agent["kind"] and params.get(k) == v
+        for key in keys
+    }
+    for key, value in params.items():
+        if not _empty(value) and key not in idle:
             out[f"agent.params.{key}"] = _normalise(key, value)
     return out
 
