@@ -198,6 +198,7 @@ def test_an_unfinished_run_is_never_overwritten(tmp_path: Path, capsys) -> None:
 def _request(env: Path, folder: Path, *extra: str) -> Any:
     args = build_parser().parse_args(
         ["--env", str(env), "--checkpoint-dir", str(folder), "--keep", "100", "--no-progress"]
+        + ["--keep-checkpoints"]  # the tests resume finished runs from their middle
         + list(extra)
     )
     return resolve_request(args)

@@ -17,11 +17,17 @@ import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from mosgym.analysis import compare, report
+from mosgym.analysis import compare, dashboard, report
 from mosgym.analysis import plots as compare_plots
 from mosgym.analysis.stats import TOO_FEW_RUNS_NOTE, stratified_bootstrap_ci
 from mosgym.errors import MosgymError
-from mosgym.records.runs import duplicate_seed_notes, mixture_paths, skill_names, stack_curves
+from mosgym.records.runs import (
+    duplicate_seed_notes,
+    mixture_paths,
+    skill_names,
+    stack_curves,
+    to_run_data,
+)
 
 STEPS = [0, 10, 20, 30, 40]
 SKILLS = ("code", "math")
@@ -196,8 +202,75 @@ def test_comparison_run_is_logged_with_its_files(store, result) -> None:
     assert run.data.tags["mosgym.kind"] == "comparison"
     assert run.data.params["reference"] == "static-temp" and run.data.params["n_runs"] == "8"
     names = {a.path for a in client.list_artifacts(res.run_id)}
-    assert names == {compare.CSV_NAME, compare.MD_NAME, *compare.PLOT_NAMES}
+    page = {dashboard.NAME} if dashboard.available() else set()  # an optional extra
+    assert names == {compare.CSV_NAME, compare.MD_NAME, *compare.PLOT_NAMES, *page}
     assert mlflow.active_run() is None
+
+
+def test_dashboard_leaderboard_and_curves(store, result) -> None:
+    pytest.importorskip("plotly")
+    res, _ = result
+    page = (res.out / dashboard.NAME).read_text()
+    board = page[page.index('<table class="leaderboard">') : page.index("</table>")]
+    rows = board.split("<tr>")[2:]  # after the header
+    assert [r.split("<b>")[1].split("</b>")[0] for r in rows] == ["mos", "static-temp", "uni"]
+    assert "1.250<small> [" in rows[0] and "<td>0.7500</td>" in rows[0]  # IQM, P(better)
+    assert "<td>reference</td>" in rows[1]
+    assert page.count("plotly-graph-div") >= 1 and "dev loss code" in page
+    colors = compare_plots.agent_colors(["uni", "mos", "static-temp"])
+    assert f'"color":"{colors["mos"]}"' in page  # the PNGs' colour for the agent
+
+
+def test_agent_colours_are_one_per_agent_whatever_the_order() -> None:
+    a = compare_plots.agent_colors(["uni", "mos", "static-temp"])
+    assert a == compare_plots.agent_colors(["static-temp", "uni", "mos"])
+    assert len(set(a.values())) == 3
+    many = compare_plots.agent_colors([f"agent{i:02d}" for i in range(20)])
+    assert len(set(many.values())) == 20
+
+
+def test_comparison_run_logs_its_headline_numbers_as_metrics(store, result) -> None:
+    res, table = result
+    run = store["client"].get_run(res.run_id)
+    m = run.data.metrics
+    assert m["final_dev_loss_mean/mos/iqm"] == pytest.approx((1.0 + 1.5) / 2)
+    row = table[("mos", "final_dev_loss_mean")]
+    assert m["final_dev_loss_mean/mos/ci_low"] == pytest.approx(float(row["ci_low"]))
+    assert m["final_dev_loss_mean/mos/ci_high"] == pytest.approx(float(row["ci_high"]))
+    assert m["final_dev_loss_mean/mos/p_improvement"] == pytest.approx(9 / 12)
+    assert "final_dev_loss_mean/static-temp/p_improvement" not in m  # the reference itself
+    assert "final_dev_loss_mean/uni/ci_low" not in m  # one seed: no interval (NaN)
+    assert m["speedup/mos/iqm"] == pytest.approx((4 / 3 + 2) / 2)
+    assert not [k for k in m if "/code" in k or "/math" in k]  # per-skill rows stay in files
+    assert run.data.tags["mlflow.note.content"].startswith(res.markdown[:200])
+
+
+def test_weights_read_alike_from_old_and_new_records(store) -> None:
+    """Format 1 logged a uniform point at step 0 and each interval's mixture at its end;
+    format 2 (tag mosgym.format=2) logs it at the interval's start: one mixture path."""
+    client = store["client"]
+    exp = client.create_experiment("formats")
+    path = [[0.9, 0.1], [0.7, 0.3], [0.5, 0.5], [0.2, 0.8]]  # intervals starting 0, 10, 20, 30
+    ts = int(time.time() * 1000)
+    read = []
+    for tags, params, steps, rows in (
+        ({}, {"env.skills.0.name": "code", "env.skills.1.name": "math"}, STEPS, [[0.5] * 2, *path]),
+        ({"mosgym.format": "2"}, {"env.skills": "code,math"}, STEPS[:-1], path),
+    ):
+        tags = {"mosgym.agent": "mos", "mosgym.seed": "0", "mosgym.kind": "run", **tags}
+        rid = client.create_run(exp, tags=tags).info.run_id
+        metrics = [Metric("dev_loss_mean", 1.0, ts, step) for step in STEPS]
+        metrics += [
+            Metric(f"weight/{s}", w[j], ts, step)
+            for step, w in zip(steps, rows, strict=True)
+            for j, s in enumerate(SKILLS)
+        ]
+        client.log_batch(rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
+        read.append(to_run_data(client, client.get_run(rid)))
+    a, b = read
+    assert a.skills == b.skills == SKILLS
+    assert a.weight_steps.tolist() == b.weight_steps.tolist() == STEPS[:-1]
+    assert a.weights.tolist() == b.weights.tolist() == path
 
 
 def test_main_prints_the_table_and_leaves_a_callers_active_run_alone(
@@ -279,6 +352,7 @@ def test_choose_reference() -> None:
 def test_skill_names_from_params_in_index_order_else_metric_keys() -> None:
     params = {"env.skills.1.name": "math", "env.skills.0.name": "code", "env.train.lr": "1"}
     assert skill_names(params, {}) == ("code", "math")
+    assert skill_names({"env.skills": "math,code"}, {}) == ("math", "code")  # format 2
     metrics = {"dev_loss/b": 1.0, "dev_loss/a": 1.0, "final/dev_loss/c": 1.0, "dev_loss_mean": 1}
     assert skill_names({}, metrics) == ("a", "b")
 

@@ -338,7 +338,7 @@ def test_only_rank_zero_records_and_resume_continues(tmp_path: Path, parallel: s
     ckpt = tmp_path / "ck"
     args = ["--env", str(REPO / "envs" / "skills-tiny.yaml"), "--agent", "mos-cossim"]
     args += [*CLI_SETS, "--set", f"train.parallel={parallel}"]
-    args += ["--checkpoint-dir", str(ckpt), "--keep", "10"]
+    args += ["--checkpoint-dir", str(ckpt), "--keep", "10", "--keep-checkpoints"]
     proc = torchrun(tmp_path, "cli", str(tmp_path), *args)
     _ok(proc)
     assert "mixture path" in proc.stdout  # rank 0's summary

@@ -110,20 +110,35 @@ def test_run_records_params_metrics_and_artifacts(capsys) -> None:
     parent = [r for r in runs if r.data.tags.get("mosgym.kind") == "parent"]
     children = [r for r in runs if r.data.tags.get("mosgym.kind") == "run"]
     assert len(parent) == 1 and len(children) == 2
+    # Agent first; the env joins the name because the experiment is not named after it.
+    assert parent[0].info.run_name == "mos-cossim s0-1 @ skills-tiny"
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
         assert child.info.status == "FINISHED"
-        assert child.info.run_name == f"skills-tiny__mos-cossim__s{child.data.tags['mosgym.seed']}"
+        assert child.info.run_name == f"mos-cossim s{child.data.tags['mosgym.seed']} @ skills-tiny"
+        assert child.data.tags["mosgym.env"] == "skills-tiny"
+        assert child.data.tags["mosgym.format"] == "2"
         assert child.data.params["env.train.total_steps"] == "6"
         assert child.data.params["agent.kind"] == "mos"
         assert child.data.tags["mosgym.git_commit"]
+        # The summary table is the run's description in the UI.
+        assert "dev loss (init -> final)" in child.data.tags["mlflow.note.content"]
     child = children[0]
     client = MlflowClient()
     names = [k for k in child.data.metrics if k.startswith("weight/")]
     assert len(names) >= 6
     hist = client.get_metric_history(child.info.run_id, "dev_loss_mean")
     assert [m.step for m in hist] == [0, 2, 4, 6]
+    # Weights at the start of their interval, as prob_log.csv: no point at the end, T.
+    weight = client.get_metric_history(child.info.run_id, names[0])
+    assert sorted(m.step for m in weight) == [0, 2, 4]
     assert "final/dev_loss_mean" in child.data.metrics and "wall_time_s" in child.data.metrics
+    assert "probe_skipped" not in child.data.metrics  # all-zero diagnostics are not logged
+    # The parent: the same keys, each the mean over the seeds.
+    mean = sum(c.data.metrics["final/dev_loss_mean"] for c in children) / 2
+    assert parent[0].data.metrics["final/dev_loss_mean"] == pytest.approx(mean)
+    assert not any(k.startswith("mean/") for k in parent[0].data.metrics)
+    assert "mean" in parent[0].data.tags["mlflow.note.content"]
     arts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"config.yaml", "prob_log.csv", "plots"} <= arts
     plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
@@ -131,7 +146,29 @@ def test_run_records_params_metrics_and_artifacts(capsys) -> None:
     csv_path = client.download_artifacts(child.info.run_id, "prob_log.csv")
     rows = Path(csv_path).read_text().strip().splitlines()
     assert len(rows) == 1 + 3 and rows[0].startswith("step,")
-    assert child.info.run_id in out and "mlflow ui" in out
+    first = [float(x) for x in rows[1].split(",")[1:]]
+    at_zero = [m.value for m in weight if m.step == 0]
+    assert at_zero == [pytest.approx(first[0], abs=1e-6)]  # the CSV and the metric agree
+    exp_id = child.info.experiment_id
+    assert child.info.run_id in out and f"#/experiments/{exp_id}/runs" in out
+    exp = client.get_experiment(exp_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_static_agents_log_no_rewards_and_few_params() -> None:
+    assert main(["--no-progress", "--agent", "static-uni", "--experiment", "skills-tiny",
+                 *FAST_SETS]) == 0  # fmt: skip
+    (run,) = _runs("skills-tiny")
+    assert run.info.run_name == "static-uni s0"  # the experiment names the env
+    assert not [k for k in run.data.metrics if k.startswith("reward")]
+    params = run.data.params
+    assert params["env.skills"] == "copy,reverse,sort,count,lookup,add"
+    assert not [k for k in params if k.startswith(("env.skills.", "env.sim"))]
+    assert "null" not in params.values() and "{}" not in params.values()
+    assert "env.train.probe_size" not in params  # no reward: no probes
+    assert params["env.model.hidden_size"] == "32"  # set by --set: logged
+    assert "env.model.arch" not in params  # the default, not set: not logged
+    assert len(params) < 30
 
 
 def test_run_nests_under_an_already_active_run(capsys) -> None:

@@ -21,7 +21,14 @@ from mosgym.experiment.sweep import SweepResult, _absolute_uri, format_summary, 
 
 SIM = ["--envs", "sim-skills-tiny", "--set", "train.total_steps=200", "--no-progress"]
 GRID = [*SIM, "--agents", "mos-cossim", "static-uni", "--seeds", "0-1"]
-NAMES = {f"sim-skills-tiny__{a}__s{s}" for a in ("mos-cossim", "static-uni") for s in (0, 1)}
+
+
+def _name(agent: str, seed: int) -> str:
+    """A run's name: agent first; the env too, as these experiments are not named after it."""
+    return f"{agent} s{seed} @ sim-skills-tiny"
+
+
+NAMES = {_name(a, s) for a in ("mos-cossim", "static-uni") for s in (0, 1)}
 
 
 @pytest.fixture(autouse=True)
@@ -80,8 +87,10 @@ def test_sequential_sweep_is_mosgym_run_under_one_parent_and_compare_reads_it(
     argv = ["--env", "sim-skills-tiny", "--agent", "static-uni", "--seeds", "1"]
     assert run_main([*argv, "--set", "train.total_steps=200", "--no-progress", "-q"]) == 0
     (alone,) = _runs("sim-skills-tiny")
-    child = by_name["sim-skills-tiny__static-uni__s1"]
-    assert alone.info.run_name == child.info.run_name
+    child = by_name[_name("static-uni", 1)]
+    # The same name, but the env: the sweep's experiment is not named after it.
+    assert alone.info.run_name == "static-uni s1"
+    assert child.info.run_name == f"{alone.info.run_name} @ sim-skills-tiny"
     sweep_only = {"mosgym.sweep", "mosgym.trial", "mosgym.attempt", "mlflow.parentRunId"}
     assert set(child.data.tags) - set(alone.data.tags) == sweep_only
     for key in ("mosgym.env", "mosgym.agent", "mosgym.seed", "mosgym.kind"):
@@ -98,7 +107,7 @@ def test_sequential_sweep_is_mosgym_run_under_one_parent_and_compare_reads_it(
     seeds = {r.agent: r.n for r in result.rows if r.metric.key == "final_dev_loss_mean"}
     assert seeds == {"mos-cossim": 2, "static-uni": 2}
     iqm = {r.agent: r.iqm for r in result.rows if r.metric.key == "final_dev_loss_mean"}
-    uni = [by_name[f"sim-skills-tiny__static-uni__s{s}"] for s in (0, 1)]
+    uni = [by_name[_name("static-uni", s)] for s in (0, 1)]
     # IQM of two values is their mean.
     assert iqm["static-uni"] == pytest.approx(
         sum(c.data.metrics["final/dev_loss_mean"] for c in uni) / 2
@@ -135,24 +144,24 @@ def test_failed_trial_is_marked_and_a_rerun_runs_only_it(monkeypatch, capsys, ca
     monkeypatch.setattr(tracking, "final_metrics", fail_second)
     assert main([*GRID, "--backend", "sequential", "--experiment", "sf"]) == 1
     out = capsys.readouterr().out
-    assert "| sim-skills-tiny__mos-cossim__s1 | FAILED (RuntimeError: injected fault) |" in out
+    assert f"| {_name('mos-cossim', 1)} | FAILED (RuntimeError: injected fault) |" in out
     assert out.count("| FINISHED |") == 3
     parents, children = _split("sf")
     assert parents[0].info.status == "FAILED"
     failed = [c for c in children if c.info.status == "FAILED"]
-    assert [c.info.run_name for c in failed] == ["sim-skills-tiny__mos-cossim__s1"]
+    assert [c.info.run_name for c in failed] == [_name("mos-cossim", 1)]
     assert failed[0].data.tags["mosgym.error"] == "RuntimeError: injected fault"
     assert failed[0].data.tags["mlflow.parentRunId"] == parents[0].info.run_id
 
     # A finished trial whose run is left RUNNING (a sweep killed hard) counts as unfinished.
-    stale = next(c for c in children if c.info.run_name == "sim-skills-tiny__static-uni__s0")
+    stale = next(c for c in children if c.info.run_name == _name("static-uni", 0))
     MlflowClient().update_run(stale.info.run_id, status="RUNNING")
     monkeypatch.setattr(tracking, "final_metrics", real)
     caplog.clear()
     assert main([*GRID, "--backend", "sequential", "--experiment", "sf"]) == 0
     assert caplog.text.count("skipping finished trial") == 2
-    assert "trial 1/2 sim-skills-tiny__mos-cossim__s1: FINISHED" in caplog.text
-    assert "trial 2/2 sim-skills-tiny__static-uni__s0: FINISHED" in caplog.text
+    assert f"trial 1/2 {_name('mos-cossim', 1)}: FINISHED" in caplog.text
+    assert f"trial 2/2 {_name('static-uni', 0)}: FINISHED" in caplog.text
     parents, children = _split("sf")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(c.info.status for c in children) == ["FAILED"] * 2 + ["FINISHED"] * 4
@@ -183,7 +192,7 @@ def test_trial_failing_before_its_run_starts_gets_a_failed_run(monkeypatch, caps
     assert "FAILED (no data for skill add)" in capsys.readouterr().out
     _, children = _split("sb")
     (failed,) = [c for c in children if c.info.status == "FAILED"]
-    assert failed.info.run_name == "sim-skills-tiny__static-uni__s0"
+    assert failed.info.run_name == _name("static-uni", 0)
     assert failed.data.tags["mosgym.agent"] == "static-uni"
     assert failed.data.tags["mosgym.seed"] == "0"
     assert failed.data.tags["mosgym.error"] == "no data for skill add"

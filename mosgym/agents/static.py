@@ -8,6 +8,7 @@ for a discrete one (the paper's Algorithm 1 picks one dataset per step the same 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from mosgym.config import ActionConfig
-from mosgym.envs.mixing import mixture_to_action, validate_action
+from mosgym.envs.mixing import action_to_mixture, logit_span, mixture_to_action, validate_action
 from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 from mosgym.rewards import temperature_prior
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_tau(value: float | str, where: str) -> float:
@@ -35,6 +38,23 @@ def resolve_tau(value: float | str, where: str) -> float:
 def logit_scale_of(spec: EnvSpec) -> float:
     """The env's action.logit_scale (EnvSpec has no such field yet: the config default)."""
     return float(getattr(spec, "logit_scale", ActionConfig().logit_scale))
+
+
+def warn_if_clipped(name: str, p: np.ndarray, spec: EnvSpec) -> None:
+    """Log a warning when the action box cannot express mixture `p` (see mosgym.envs.mixing)."""
+    scale = logit_scale_of(spec)
+    need = logit_span(p)
+    if need <= scale * (1 + 1e-9):
+        return
+    floor = float(getattr(spec, "floor", 0.0))
+    used = action_to_mixture(mixture_to_action(p, scale), "continuous", len(p), scale, floor)
+    i = int(np.argmin(p))
+    logger.warning(
+        "agent %s: its mixture gives %s %.3g, but at action.logit_scale=%g weights can differ "
+        "at most %.3g-fold, so the env trains on %.3g; set action.logit_scale=%.3g (or more) to "
+        "use the mixture exactly", name, spec.skill_names[i], p[i], scale, math.exp(2 * scale),
+        used[i], need,
+    )  # fmt: skip
 
 
 class MixtureActions:
@@ -113,6 +133,8 @@ class StaticAgent:
         else:
             self.mixture = fixed_mixture(self.params.weights or [], n, self.name)
         self._actions = MixtureActions(spec, seed)
+        if spec.action_kind == "continuous" and self._replay is None:  # a replay has no mixture
+            warn_if_clipped(self.name, self.mixture, spec)
 
     def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None:
         """A replay starts over; a mixture never changes."""

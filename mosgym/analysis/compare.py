@@ -6,7 +6,9 @@ final mean and worst-skill dev loss, mean accuracy, the area under the mean-dev-
 agent's final mean dev loss (the paper's "2.2x faster"). Each is the IQM over seeds with a 95%
 stratified bootstrap interval, plus the probability that a run of the agent beats a run of the
 reference (Agarwal et al. 2021). Outputs: a markdown table on stdout, comparison.md,
-comparison.csv and three PNGs in --out, all also logged as an MLflow run (mosgym.kind=comparison).
+comparison.csv, three PNGs and (with plotly installed, `pip install "mosgym[dashboard]"`) an
+interactive dashboard.html in --out, all also logged as an MLflow run (mosgym.kind=comparison)
+whose metrics are the headline numbers and whose description is the report.
 
 Tasks of the stratified bootstrap: every metric is its own single task, a (seeds, 1) matrix.
 Per-skill results are reported per skill, each also one task, and never pooled into one
@@ -28,6 +30,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from mosgym.analysis import dashboard
 from mosgym.analysis import plots as compare_plots
 from mosgym.analysis.report import (
     HEADLINE,
@@ -64,7 +68,9 @@ from mosgym.records.runs import (
     load_runs,
     make_client,
     mixture_paths,
+    skill_curves,
 )
+from mosgym.records.store import check_writable
 
 NAN_INTERVAL = Interval(math.nan, math.nan)
 CSV_NAME, MD_NAME = "comparison.csv", "comparison.md"
@@ -168,16 +174,19 @@ def summarize(
 def write_plots(folder: Path, rows: list[Row], runs: list[RunData], target: Target) -> None:
     """aggregates.png, learning_curves.png and mixture_paths.png in `folder`."""
     agents = sorted({r.agent for r in runs})
+    colors = compare_plots.agent_colors(agents)
     panels = []
     for m in HEADLINE:
         pts = [compare_plots.Point(r.agent, r.iqm, r.ci.lo, r.ci.hi) for r in rows if r.metric == m]
         if pts:
             panels.append((f"{m.label} {m.arrow}", pts))
-    compare_plots.save(compare_plots.aggregates_figure(panels), str(folder / PLOT_NAMES[0]))
+    fig = compare_plots.aggregates_figure(panels, colors)
+    compare_plots.save(fig, str(folder / PLOT_NAMES[0]))
     curves = {a: agent_curve(runs, a) for a in agents}
-    fig = compare_plots.learning_curves_figure(curves, target.loss, target.reference)
+    fig = compare_plots.learning_curves_figure(curves, target.loss, target.reference, colors)
     compare_plots.save(fig, str(folder / PLOT_NAMES[1]))
-    fig = compare_plots.mixture_paths_figure(mixture_paths(runs, agents), runs[0].skills)
+    paths = mixture_paths(runs, agents)
+    fig = compare_plots.mixture_paths_figure(paths, runs[0].skills, runs[0].budget)
     compare_plots.save(fig, str(folder / PLOT_NAMES[2]))
 
 
@@ -201,18 +210,41 @@ def write_atomically(out: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def log_comparison(client: Any, loaded: Loaded, folder: Path, reference: str, n_boot: int) -> str:
-    """A FINISHED MLflow run (mosgym.kind=comparison) in the runs' experiment, files attached.
+def headline_metrics(rows: list[Row]) -> dict[str, float]:
+    """The comparison's headline numbers as MLflow metrics: for every headline metric and agent,
+    ``{metric}/{agent}/iqm``, ``.../ci_low``, ``.../ci_high`` and (not for the reference)
+    ``.../p_improvement``; NaNs are left out."""
+    out: dict[str, float] = {}
+    for r in rows:
+        if r.metric not in HEADLINE:
+            continue
+        agent = re.sub(r"[^\w./ -]+", "_", r.agent)  # MLflow's allowed metric-name characters
+        stats = {"iqm": r.iqm, "ci_low": r.ci.lo, "ci_high": r.ci.hi, "p_improvement": r.poi}
+        for stat, value in stats.items():
+            if math.isfinite(value):
+                out[f"{r.metric.key}/{agent}/{stat}"] = float(value)
+    return out
+
+
+def log_comparison(
+    client: Any, loaded: Loaded, folder: Path, reference: str, n_boot: int, rows: list[Row],
+    markdown: str,
+) -> str:  # fmt: skip
+    """A FINISHED MLflow run (mosgym.kind=comparison) in the runs' experiment: the headline
+    numbers as metrics, the report as its description, the files attached.
 
     Uses the client, not the fluent API, so a caller's active run is neither ended nor nested.
     """
+    from mlflow.entities import Metric as MlflowMetric
     from mlflow.entities import Param
+
+    from mosgym.experiment.browse import set_note
 
     runs = loaded.runs
     exp_id = client.get_run(runs[0].run_id).info.experiment_id
     agents = sorted({r.agent for r in runs})
     tags = {"mosgym.kind": "comparison", "mosgym.reference": reference}
-    run = client.create_run(exp_id, tags=tags, run_name=f"compare__{'_vs_'.join(agents)}"[:250])
+    run = client.create_run(exp_id, tags=tags, run_name=f"compare {' vs '.join(agents)}"[:250])
     rid = run.info.run_id
     try:
         params = {
@@ -220,7 +252,12 @@ def log_comparison(client: Any, loaded: Loaded, folder: Path, reference: str, n_
             "budget": runs[0].budget, "skills": ",".join(runs[0].skills), "n_boot": n_boot,
             "run_ids": ",".join(r.run_id for r in runs)[:500],
         }  # fmt: skip
+        ts = int(time.time() * 1000)
+        metrics = [MlflowMetric(k, v, ts, 0) for k, v in headline_metrics(rows).items()]
         client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
+        for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+            client.log_batch(rid, metrics=metrics[i : i + 1000])
+        set_note(rid, markdown, client)
         client.log_artifacts(rid, str(folder))
     except BaseException:
         client.set_terminated(rid, "FAILED")
@@ -250,6 +287,7 @@ def compare(
     env: str | None = None,
 ) -> Comparison:
     """Read, aggregate, write the folder atomically, and log the comparison run."""
+    check_writable(str(client.tracking_uri))  # the comparison run is written to it
     loaded = load_runs(client, experiment, run_ids, agents, env)
     runs = loaded.runs
     ref = choose_reference(sorted({r.agent for r in runs}), reference)
@@ -267,12 +305,16 @@ def compare(
         (folder / MD_NAME).write_text(md, encoding="utf-8")
         (folder / CSV_NAME).write_text(csv_report(rows, ref), encoding="utf-8")
         write_plots(folder, rows, runs, target)
+        if dashboard.available():  # an optional extra: mosgym[dashboard]
+            per_run = {r.run_id: skill_curves(client, r) for r in runs}
+            page = dashboard.render(experiment, rows, order, target, runs, per_run)
+            (folder / dashboard.NAME).write_text(page, encoding="utf-8")
 
     out = out or Path("compare") / (re.sub(r"[^\w.-]+", "_", experiment).lstrip(".") or "_")
     write_atomically(out, fill)
     if isinstance(client, ArchiveReader):  # read-only: an archive's comparison is its folder
         return Comparison(rows, md, out, "")
-    return Comparison(rows, md, out, log_comparison(client, loaded, out, ref, n_boot))
+    return Comparison(rows, md, out, log_comparison(client, loaded, out, ref, n_boot, rows, md))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,8 +354,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mosgym: error: {e}", file=sys.stderr)
         return 2
     print(result.markdown, end="")
-    logged = f"MLflow comparison run {result.run_id}" if result.run_id else "read from an archive"
-    print(f"wrote {result.out}/ ; {logged}", file=sys.stderr)
+    if not result.run_id:
+        print(f"wrote {result.out}/ ; read from an archive", file=sys.stderr)
+        return 0
+    print(f"wrote {result.out}/ ; MLflow comparison run {result.run_id}", file=sys.stderr)
+    from mosgym.experiment.browse import browse_lines, run_page_url
+
+    uri = str(client.tracking_uri)
+    exp_id = client.get_run(result.run_id).info.experiment_id
+    shown = dashboard.NAME if (result.out / dashboard.NAME).is_file() else None
+    lines = browse_lines(uri, exp_id)
+    lines[-1] = lines[-1].replace(
+        lines[-1].split()[-1], run_page_url(uri, exp_id, result.run_id, shown)
+    )
+    print("\n".join(lines), file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ from mosgym.config.loading import (
     read_yaml,
     to_dict,
 )
+from mosgym.config.lookup import config_dirs, find_config, list_configs
 from mosgym.config.schema import (
     ActionConfig,
     EnvConfig,
@@ -30,6 +31,9 @@ __all__ = [
     "SkillConfig",
     "TrainConfig",
     "apply_overrides",
+    "config_dirs",
+    "find_config",
+    "list_configs",
     "flatten",
     "from_dict",
     "load_env_config",

@@ -8,6 +8,7 @@ default.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mosgym.config.lookup import find_config
 from mosgym.config.schema import EnvConfig
 from mosgym.errors import MosgymError
 
@@ -249,8 +251,10 @@ def load_env_config(
         data: dict[str, Any] = to_dict(source)
         where, base = "env config", None
     elif isinstance(source, str | Path):
-        data = read_yaml(source)
-        where, base = str(source), Path(source).resolve().parent
+        # A name ('sim-skills-tiny') finds ./envs/NAME.yaml or the repo's, as --env NAME does.
+        path = find_config("envs", source, label="config")
+        data = read_yaml(path)
+        where, base = str(path), path.resolve().parent
     else:
         data = dict(source or {})
         where, base = "env config", None
@@ -263,6 +267,8 @@ def load_env_config(
     cfg = from_dict(EnvConfig, data, where)
     if base is not None:
         _resolve_paths(cfg, base)
+    if cfg.reward.probe_size is not None:  # the reward's own probe size wins (see its doc)
+        cfg.train.probe_size = cfg.reward.probe_size
     return cfg
 
 
@@ -276,5 +282,5 @@ def _resolve_paths(cfg: EnvConfig, base: Path) -> None:
             value = getattr(skill, attr)
             if value and not Path(value).is_absolute() and not Path(value).exists():
                 candidate = base / value
-                if candidate.exists():
-                    setattr(skill, attr, str(candidate))
+                if candidate.exists():  # normalised: no 'envs/../data' in records
+                    setattr(skill, attr, os.path.normpath(candidate))

@@ -39,6 +39,11 @@ class SkillConfig:
     columns: dict[str, str] = field(default_factory=dict)
     """Column mapping from our field names (conversations, prompt, response, instruction, input,
     output, id) to the source's column names."""
+    exact_match: bool | None = None
+    """Score exact-match accuracy (greedy answer == reference, after stripping spaces) at the
+    end of a run. null (default): on for built-in skills, and for jsonl / hf skills whose dev
+    answers are short: every one at most train.eval_max_new_tokens tokens (labels, numbers,
+    short answers); off for longer, free-form answers, where it would only measure noise."""
 
 
 @dataclass
@@ -142,6 +147,10 @@ class RewardConfig:
     authors' code)."""
     uat_samples: int = 4
     """MultiUAT: MC-dropout forward passes (1 = predictive entropy without dropout)."""
+    probe_size: int | None = None
+    """Probe examples per skill for this reward; null: train.probe_size. Set, it replaces
+    train.probe_size when the config is loaded, so an agent config can choose it (the authors'
+    code uses 64 for COSSIM and 16 for DIFF)."""
 
 
 @dataclass
@@ -152,7 +161,9 @@ class ActionConfig:
     """'continuous': Box(-1, 1, (N,)) logits -> softmax; 'discrete': one skill per interval."""
     logit_scale: float = 5.0
     """Action values are multiplied by this before the softmax, so [-1, 1] spans useful
-    mixtures (exp(10) between the extremes)."""
+    mixtures: weights differ at most by exp(2 * logit_scale) (exp(10) = 22026 here); a more
+    extreme mixture (say sizes 1e6 vs 10 under PROP, 1e5 apart) is pulled in to that ratio.
+    At most 50 (exp(100): beyond float64's use; larger values only make actions one-hot)."""
     floor: float = 0.0
     """Minimum probability per skill, mixed in as (1 - N*floor) * p + floor."""
 

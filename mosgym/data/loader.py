@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mosgym.config import SkillConfig
 from mosgym.data import builtin
 from mosgym.data.formatting import tokenize_split, tokenizer_fingerprint
 from mosgym.data.sources import FORMATS, Example, load_hf_examples, load_jsonl_examples
-from mosgym.data.types import Skill
+from mosgym.data.types import IGNORE_INDEX, Skill, TokenizedSplit
 from mosgym.errors import MosgymError
 
 logger = logging.getLogger(__name__)
@@ -42,10 +44,15 @@ def load_skills(
     max_length: int,
     data_seed: int,
     cache_dir: str | Path | None = None,
+    short_answer_tokens: int = 32,
 ) -> list[Skill]:
     """Tokenized train/dev/probe splits for every skill, in config order.
 
     cache_dir: None -> default_cache_dir(); '' -> no caching; else the folder to cache in.
+    short_answer_tokens: a file skill with `exact_match` unset is scored by exact match when
+    every dev answer has at most this many tokens (train.eval_max_new_tokens).
+    Raises MosgymError when max_length leaves a split without any response token to learn
+    from; warns when it cuts many examples.
     """
     if not skills:
         raise MosgymError(
@@ -71,12 +78,56 @@ def load_skills(
             )
             for split, examples in splits.items()
         }
-        out.append(Skill(cfg.name, exact_match=cfg.source == "builtin", **tokenized))
+        for split, data in tokenized.items():
+            check_truncation(data, f"skill '{cfg.name}' {split}", max_length)
+        exact = _exact_match(cfg, tokenizer, tokenized["dev"].references, short_answer_tokens)
+        out.append(Skill(cfg.name, exact_match=exact, **tokenized))
         logger.info(
             "skill '%s': %d train, %d dev, %d probe examples",
             cfg.name, len(tokenized["train"]), len(tokenized["dev"]), len(tokenized["probe"]),
         )  # fmt: skip
     return out
+
+
+TRUNCATION_WARNING = 0.1
+"""Share of a split's examples cut at max_length above which a warning is logged."""
+
+
+def check_truncation(split: TokenizedSplit, where: str, max_length: int) -> None:
+    """Refuse a split that keeps no response token after truncation (nothing to learn from or
+    measure: a run would train on zero tokens and report a NaN dev loss); warn when more than
+    TRUNCATION_WARNING of its examples are cut."""
+    if len(split) == 0:
+        return
+    kept = np.array([int(np.sum(y != IGNORE_INDEX)) for y in split.labels])
+    if not kept.any():
+        longest = int(max(len(p) for p in split.prompt_ids))
+        raise MosgymError(
+            f"{where}: train.max_length={max_length} cuts the response off every one of its "
+            f"{len(split)} examples (prompts take up to {longest} of the {max_length} tokens); "
+            "raise train.max_length"
+        )
+    if split.n_truncated > TRUNCATION_WARNING * len(split):
+        lost = int(np.sum(kept == 0))
+        logger.warning(
+            "%s: %d of %d examples (%.0f%%) cut at train.max_length=%d%s; raise it to keep them",
+            where, split.n_truncated, len(split), 100 * split.n_truncated / len(split), max_length,
+            f", {lost} of them with no response token left" if lost else "",
+        )  # fmt: skip
+
+
+def _exact_match(
+    cfg: SkillConfig, tokenizer: Any, references: list[str], short_answer_tokens: int
+) -> bool:
+    """cfg.exact_match, or its default: built-in skills, and file skills with short answers."""
+    if cfg.exact_match is not None:
+        return cfg.exact_match
+    if cfg.source == "builtin":
+        return True
+    if not references:
+        return False
+    lengths = [len(ids) for ids in tokenizer(references, add_special_tokens=False)["input_ids"]]
+    return max(lengths) <= short_answer_tokens
 
 
 def _check_names(skills: Sequence[SkillConfig]) -> None:

@@ -39,14 +39,28 @@ def build_learner(cfg: EnvConfig, seed: int = 0) -> Learner:
         skill_cfgs = cfg.skills or default_skill_configs()
         with distributed.main_first():  # rank 0 fills the tokenization cache the others read
             skills = load_skills(
-                skill_cfgs, loaded.tokenizer, cfg.train.max_length, cfg.data_seed, cfg.cache_dir
-            )
+                skill_cfgs, loaded.tokenizer, cfg.train.max_length, cfg.data_seed, cfg.cache_dir,
+                short_answer_tokens=cfg.train.eval_max_new_tokens,
+            )  # fmt: skip
         return HFLearner(skills, loaded, cfg.train, seed=seed)
     if cfg.learner == "sim":
         from mosgym.sim.learner import SimLearner
 
         return SimLearner.from_config(cfg, seed=seed)
     raise MosgymError(f"learner: unknown value {cfg.learner!r} (valid: 'hf', 'sim')")
+
+
+def observation_bounds(cfg: EnvConfig, train_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) float32 (4N + 1,) bounds of the observation; see the env's docstring."""
+    n, t = len(train_sizes), cfg.train
+    epochs = t.total_steps * t.batch_size / np.maximum(np.asarray(train_sizes, np.float64), 1)
+    kind = cfg.reward.type
+    reward = (-1.0, 1.0) if kind in ("cossim", "none") else (-np.inf, np.inf)
+    if kind in ("diff", "train_loss"):
+        reward = (0.0, np.inf)
+    low = np.concatenate([np.zeros(3 * n), np.full(n, reward[0]), [0.0]])
+    high = np.concatenate([np.full(n, np.inf), np.ones(n), epochs, np.full(n, reward[1]), [1.0]])
+    return low.astype(np.float32), high.astype(np.float32)
 
 
 def _finite_at_least(low: float) -> Callable[[float], bool]:
@@ -63,7 +77,8 @@ _VALUE_CHECKS: list[tuple[str, Callable[[float], bool], str]] = [
     ("train.probe_size", lambda v: v >= 1, ">= 1"),
     ("train.n_eval_generate", lambda v: v >= 0, ">= 0"),
     ("train.eval_max_new_tokens", lambda v: v >= 1, ">= 1"),
-    ("action.logit_scale", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("action.logit_scale", lambda v: 0 < v <= 50, "in (0, 50] (50: weights may differ e^100-fold)"),
+    ("reward.probe_size", lambda v: v is None or v >= 1, ">= 1 (or null)"),
     ("action.floor", lambda v: 0.0 <= v < 1.0, "in [0, 1/N]"),
     ("data_seed", lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
 ]
@@ -96,6 +111,10 @@ def check_config(cfg: EnvConfig) -> None:
     checks = list(_VALUE_CHECKS)
     if cfg.learner == "hf" and cfg.model.name == "tiny":
         checks += _TINY_MODEL_CHECKS
+    elif cfg.learner == "hf":
+        from mosgym.learner.model import check_local_path
+
+        check_local_path(cfg.model.name)
     for key, ok, need in checks:
         value = _get(cfg, key)
         if not ok(value):
@@ -139,6 +158,12 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
     ``Box(float32, (4N + 1,))``: for every skill, in blocks of N, the dev loss divided by the
     initial model's, the current mixture weight, the epochs of its training split consumed
     (examples drawn / train size), and the last reward R(i); then training progress step / T.
+    Bounds are finite where the values are: weights and progress in [0, 1]; epochs in
+    [0, T * B / train size] (at most B examples are drawn per optimizer step); COSSIM rewards
+    (and the zeros of reward 'none') in [-1, 1]. The dev-loss ratio is bounded only below, by
+    0: a diverging run's loss has no ceiling, and clipping it would hide exactly that. DIFF
+    (a perplexity ratio) and the training-loss reward are in [0, inf); the other rewards are
+    unbounded. So Gymnasium's checker warns about the infinite bounds; they are true bounds.
 
     ## Rewards
     The scalar reward is ``sum_i p_i R(i)`` with p the mixture used and R the per-skill reward
@@ -165,8 +190,10 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
 
     ## Arguments
     ``gym.make("mosgym/MixtureOfSkills-v0", config=None, overrides=None, **top_level_keys)``:
-    ``config`` is a YAML path, a mapping or an EnvConfig (none: the embedded default, a tiny
-    Llama on the built-in skills, offline); ``overrides`` are ``"train.total_steps=200"``
+    ``config`` is a YAML path, a config name as on the command line (``"skills-tiny"``: the
+    file in ./envs or the repo's envs/), a mapping or an EnvConfig (none: the embedded
+    default, a tiny Llama on the built-in skills, offline; for ``mosgym/MoSSim-v0`` the
+    calibrated ``sim-skills-tiny``); ``overrides`` are ``"train.total_steps=200"``
     strings; keyword arguments replace or merge top-level config keys, e.g.
     ``reward={"type": "diff", "ema": True}``. ``learner=`` passes a ready Learner instead.
 
@@ -203,9 +230,8 @@ class MixtureOfSkillsEnv(gym.Env[np.ndarray, np.ndarray | int]):
             self.action_space: spaces.Space = spaces.Box(-1.0, 1.0, (n,), np.float32)
         else:
             self.action_space = spaces.Discrete(n)
-        low = np.concatenate([np.zeros(3 * n), np.full(n, -np.inf), [0.0]]).astype(np.float32)
-        high = np.concatenate([np.full(n, np.inf), np.ones(n), np.full(2 * n, np.inf), [1.0]])
-        self.observation_space = spaces.Box(low, high.astype(np.float32), dtype=np.float32)
+        low, high = observation_bounds(self.config, np.asarray(self.learner.train_sizes))
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self._init_dev: np.ndarray | None = None
         self._dev = np.ones(n)
         self._mixture = np.full(n, 1.0 / n)

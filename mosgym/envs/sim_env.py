@@ -128,10 +128,17 @@ class MoSSimEnv(MixtureOfSkillsEnv):
         return np.array(obs, dtype=np.float32), reward, terminated, False, info
 
 
+DEFAULT_SIM_CONFIG = "sim-skills-tiny"
+"""The simulator calibrated to the embedded default (envs/sim-skills-tiny.yaml)."""
+
+
 def make_sim_env(
     config: str | Path | Mapping[str, Any] | EnvConfig | None = None,
     overrides: list[str] | None = None,
     **kwargs: Any,
 ) -> MoSSimEnv:
-    """`mosgym/MoSSim-v0`: the MixtureOfSkills env on the simulator (learner: sim)."""
+    """`mosgym/MoSSim-v0`: the MixtureOfSkills env on the simulator (learner: sim). With no
+    config (and no `sim` parameters given), the calibrated default, envs/sim-skills-tiny.yaml."""
+    if config is None and "sim" not in kwargs:
+        config = DEFAULT_SIM_CONFIG
     return MoSSimEnv(config, overrides, **kwargs)

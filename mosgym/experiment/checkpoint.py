@@ -4,7 +4,11 @@ A checkpoint folder (``--checkpoint-dir``) holds::
 
     step-000012/state.pt   one checkpoint: torch.save of tensors and plain Python data
     latest                 the name of the newest complete checkpoint ("step-000012")
+    request.json           the run's configs and seeds (a new run compares its own with them)
     finished               present once every seed of the run has ended
+
+A finished run's checkpoints are removed (they only serve to resume); `--keep-checkpoints`
+keeps them.
 
 The number in a folder name counts env steps over the whole run (all seeds so far), so names
 sort in the order they were written. Writes go to ``*.tmp`` first, are flushed to disk and
@@ -17,6 +21,7 @@ state has many) are stored as tensors and turned back into numpy on load.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -38,6 +43,7 @@ FORMAT = 1
 STATE = "state.pt"
 LATEST = "latest"
 FINISHED = "finished"
+REQUEST = "request.json"
 _STEP_RE = re.compile(r"^step-(\d{6,})$")
 _NDARRAY = "__ndarray__"
 _NPSCALAR = "__npscalar__"
@@ -197,17 +203,71 @@ class CheckpointDir:
         for p in self.root.glob("step-*"):
             if _STEP_RE.match(p.name):
                 shutil.rmtree(p, ignore_errors=True)
-        for name in (LATEST, FINISHED, LATEST + ".tmp", FINISHED + ".tmp"):
+        for name in (LATEST, FINISHED, REQUEST):
             (self.root / name).unlink(missing_ok=True)
+            (self.root / (name + ".tmp")).unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Our files and then the folder itself, if nothing else is left in it."""
+        self.clear()
+        try:
+            self.root.rmdir()
+        except OSError:
+            pass  # the user's own files are in it, or it is gone already
+
+    def write_request(self, request: dict[str, Any]) -> None:
+        """Record the run's configs and seeds (compared by `check_fresh`)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(request, sort_keys=True, default=str)
+        atomic_write(self.root / REQUEST, lambda f: f.write(text.encode()))
+
+    def read_request(self) -> dict[str, Any] | None:
+        """What `write_request` recorded (None for folders written before it existed)."""
+        try:
+            return dict(json.loads((self.root / REQUEST).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
 
 
-def check_fresh(root: Path) -> None:
-    """A new run may reuse a folder whose run finished; an unfinished one must be resumed or
-    removed by the user, never silently overwritten."""
+def request_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
+    """'env.train.lr 0.001 -> 0.0003, seeds [0] -> [1]' for the first settings that differ."""
+    from mosgym.config import flatten
+
+    def settings(request: dict[str, Any]) -> dict[str, Any]:
+        plain = json.loads(json.dumps(request, default=str))  # tuples, numbers as JSON has them
+        configs = flatten({"env": plain.get("env"), "agent": plain.get("agent")})
+        return {**configs, "seeds": plain.get("seeds")}
+
+    a, b = settings(old), settings(new)
+    keys = sorted(set(a) | set(b))
+    diffs = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+    more = f" (+{len(diffs) - limit} more)" if len(diffs) > limit else ""
+    return ", ".join(diffs[:limit]) + more
+
+
+def check_fresh(root: Path, request: dict[str, Any] | None = None) -> None:
+    """A new run may reuse a folder whose run finished (with a warning when that run had other
+    configs); an unfinished one must be resumed or removed by the user, never silently
+    overwritten. `request`: the new run's configs and seeds, as `write_request` records them."""
     ckpt = CheckpointDir(root)
     last = ckpt.latest()
-    if last is None or ckpt.finished:
+    if last is None:
         return
+    old = ckpt.read_request()
+    differs = "" if old is None or request is None else request_differences(old, request)
+    if ckpt.finished:
+        if differs:
+            log.warning(
+                "checkpoint dir %s: replacing the kept checkpoints of a finished run made with "
+                "other settings (%s)", root, differs,
+            )  # fmt: skip
+        return
+    if differs:
+        raise MosgymError(
+            f"checkpoint dir {root} holds an unfinished run made with other settings ({differs}); "
+            f"continue that run with --resume {root}, or give this one another --checkpoint-dir "
+            "(or delete the folder)"
+        )
     raise MosgymError(
         f"checkpoint dir {root} holds an unfinished run (last checkpoint {last.name}); continue "
         f"it with --resume {root}, or start over with another --checkpoint-dir (or delete it)"

@@ -12,9 +12,15 @@ from matplotlib.figure import Figure  # noqa: E402
 
 
 def mixture_figure(steps: list[int], mixture: np.ndarray, names: list[str], title: str) -> Figure:
-    """Stacked area of the mixture used in each interval. mixture: (n_steps, N)."""
+    """Stacked area of the mixture used in each interval, every interval to its end.
+
+    steps: (K + 1,) interval boundaries (0, S, ..., T); mixture: (K, N), row k used from
+    steps[k] to steps[k + 1].
+    """
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.stackplot(steps, np.asarray(mixture).T, labels=names, step="post", alpha=0.9)
+    mix = np.asarray(mixture)
+    # step="post" holds each value until the next x: repeat the last row at the end, T.
+    ax.stackplot(steps, np.vstack([mix, mix[-1:]]).T, labels=names, step="post", alpha=0.9)
     ax.set(xlabel="optimizer step", ylabel="sampling probability", ylim=(0, 1), title=title)
     ax.set_xlim(steps[0], steps[-1])
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The lookup of config names lives in mosgym.config, so that gym.make(config=NAME) shares it.
+from mosgym.config.lookup import config_dirs, find_config, list_configs  # noqa: F401
 from mosgym.errors import MosgymError
 
 log = logging.getLogger("mosgym.run")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ENV = "skills-tiny"
 DEFAULT_AGENT = "mos-cossim-ema"
 # Used when the configs folder is not at hand (package installed elsewhere): the same settings
@@ -26,33 +27,6 @@ EMBEDDED_AGENT: dict[str, Any] = {
     "kind": "mos",
     "reward": {"type": "cossim", "ema": True},
 }
-
-
-def config_dirs(kind: str) -> list[Path]:
-    """Where configs of `kind` ('envs' or 'agents') are looked up: ./kind, then the repo's."""
-    dirs = [Path.cwd() / kind, REPO_ROOT / kind]
-    return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in dirs[:i]]
-
-
-def list_configs(kind: str) -> list[str]:
-    names: dict[str, None] = {}
-    for d in config_dirs(kind):
-        for p in sorted(d.glob("*.yaml")):
-            names.setdefault(p.stem, None)
-    return list(names)
-
-
-def find_config(kind: str, name_or_path: str) -> Path:
-    """A config by path, or by name in ./envs, ./agents (or the repo's)."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    for d in config_dirs(kind):
-        for cand in (d / name_or_path, d / f"{name_or_path}.yaml"):
-            if cand.is_file():
-                return cand
-    known = ", ".join(list_configs(kind)) or "none found"
-    raise MosgymError(f"--{kind[:-1]} {name_or_path}: no such config file (known: {known})")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -105,7 +79,13 @@ class RunRequest:
     checkpoint_every: int = 1
     """Env steps between checkpoints (0: none)."""
     keep: int = 2
-    """Checkpoints kept."""
+    """Checkpoints kept while the run goes on."""
+    keep_checkpoints: bool = False
+    """Keep the last checkpoints once the run has finished (default: removed then)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes two runs the same run: configs and seeds (see checkpoint.check_fresh)."""
+        return {"env": self.env, "agent": self.agent, "seeds": self.seeds}
 
 
 def resolve_request(args: argparse.Namespace) -> RunRequest:
@@ -150,10 +130,11 @@ def resolve_request(args: argparse.Namespace) -> RunRequest:
         checkpoint_dir=str(Path(args.checkpoint_dir or Path("checkpoints") / run_name).resolve()),
     )
     _apply_checkpoint_args(req, args)
+    req.keep_checkpoints = bool(getattr(args, "keep_checkpoints", False))
     if req.checkpoint_every > 0:
         from mosgym.experiment.checkpoint import check_fresh
 
-        check_fresh(Path(req.checkpoint_dir))
+        check_fresh(Path(req.checkpoint_dir), req.fingerprint())
     return req
 
 
@@ -206,6 +187,7 @@ def resolve_resume(args: argparse.Namespace) -> tuple[RunRequest, dict[str, Any]
     req.checkpoint_dir = str(ckpt.root)
     req.progress = not args.no_progress
     _apply_checkpoint_args(req, args)
+    req.keep_checkpoints = req.keep_checkpoints or bool(getattr(args, "keep_checkpoints", False))
     if distributed.is_main():
         ckpt.drop_newer(folder)
     log.info("resuming from %s", folder)

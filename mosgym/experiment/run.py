@@ -3,9 +3,10 @@
 With no arguments: the embedded default (a tiny Llama fine-tuned on the built-in skills, the
 MoS COSSIM+EMA scorer), offline, a few minutes on a laptop CPU.
 
-Every env step is checkpointed (./checkpoints/RUN_NAME, the last 2 kept). Ctrl-C or SIGTERM
-finishes the current env step, saves it, marks the MLflow run KILLED and exits 130 / 143;
-`--resume DIR` continues exactly where the checkpoint left off, in the same MLflow runs.
+Every env step is checkpointed (./checkpoints/RUN_NAME, the last 2 kept; removed once the run
+has finished, unless --keep-checkpoints). Ctrl-C or SIGTERM finishes the current env step, saves
+it, marks the MLflow run KILLED and exits 130 / 143; `--resume DIR` continues exactly where the
+checkpoint left off, in the same MLflow runs.
 """
 
 from __future__ import annotations
@@ -36,10 +37,23 @@ class _Parser(argparse.ArgumentParser):
         raise MosgymError(f"{message} (see python -m mosgym.run --help)")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def add_seed_step_set_args(p: argparse.ArgumentParser, seeds_help: str, set_help: str) -> None:
     """--seeds, --steps and --set, shared by `mosgym.run` and `mosgym.sweep`."""
     p.add_argument("--seeds", default=None, help=seeds_help)
-    p.add_argument("--steps", type=int, default=None, help="total optimizer steps T")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="total optimizer steps T (>= 1)"
+    )
     p.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=set_help
     )
@@ -80,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint every K env steps (default 1; 0: never)",
     )
     p.add_argument("--keep", type=int, default=None, metavar="K", help="checkpoints kept (2)")
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the last checkpoints after the run has finished (default: removed)",
+    )
     p.add_argument(
         "--resume",
         default=None,
@@ -137,7 +156,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from mosgym.experiment.summary import print_summary
 
-    print_summary(results)
+    kept = req.checkpoint_dir if req is not None and req.keep_checkpoints else None
+    print_summary(results, kept)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from contextlib import contextmanager
@@ -12,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from mosgym.config import EnvConfig, flatten, from_dict
+from mosgym.config import EnvConfig, from_dict
 from mosgym.errors import MosgymError
-from mosgym.experiment import faults, launch, tracking
+from mosgym.experiment import browse, faults, launch, tracking
 from mosgym.experiment.checkpoint import CheckpointDir
 from mosgym.experiment.episode import EpisodeLog
 from mosgym.experiment.request import RunRequest
+from mosgym.experiment.run_params import run_params
 from mosgym.experiment.seed_run import SeedRun
 from mosgym.learner import distributed
 
@@ -85,6 +87,7 @@ def _tags(req: RunRequest, seed: int | None, kind: str) -> dict[str, str]:
         "mosgym.agent": str(req.agent["name"]),
         "mosgym.git_commit": tracking.git_commit(),
         "mosgym.kind": kind,
+        "mosgym.format": tracking.RECORD_FORMAT,
         **req.extra_tags,
     }
     if seed is not None:
@@ -147,7 +150,6 @@ def run_request(req: RunRequest, resume: dict[str, Any] | None = None) -> list[S
     Under torchrun only rank 0 runs the agent, MLflow and checkpoints; the other ranks repeat
     its env calls (mosgym.experiment.launch.follow) and return no results.
     """
-    import mlflow
 
     distributed.init()
     if not distributed.is_main():
@@ -159,17 +161,21 @@ def run_request(req: RunRequest, resume: dict[str, Any] | None = None) -> list[S
             _run_seeds(ctx, start, resume, first_agent)
             finished_id = ctx.results[0].run_id
         else:
-            name = f"{req.env_name}__{req.agent['name']}"
+            name = browse.run_name(str(req.agent["name"]), req.seeds, req.env_name, req.experiment)
             tags = _tags(req, None, "parent")
             with _mlflow_run(name, tags, ctx.nested, ctx.parent_run_id) as parent:
                 if ctx.parent_run_id is None:
-                    mlflow.log_param("seeds", ",".join(map(str, req.seeds)))
+                    tracking.log_params(
+                        {"seeds": ",".join(map(str, req.seeds)), **run_params(req.env, req.agent)}
+                    )
                 ctx.parent_run_id, ctx.nested = parent.info.run_id, True
                 _run_seeds(ctx, start, resume, first_agent)
-                _log_parent_summary(ctx.results)
+                _log_parent_summary(ctx.parent_run_id, ctx.results)
             finished_id = ctx.parent_run_id
         if ctx.ckpt is not None:
             ctx.ckpt.mark_finished(finished_id)
+            if not req.keep_checkpoints:  # they only serve to resume an unfinished run
+                ctx.ckpt.remove()
         launch.lead("end")  # on failure torchrun stops the followers instead
     finally:
         ctx.env.close()
@@ -228,6 +234,7 @@ def _prepare(req: RunRequest, resume: dict[str, Any] | None) -> tuple[_Request, 
     _set_experiment(req.experiment)
     if ckpt is not None and resume is None:
         ckpt.clear()  # a finished run's checkpoints (run.py refuses unfinished ones)
+        ckpt.write_request(req.fingerprint())
     return ctx, start, first_agent
 
 
@@ -236,7 +243,8 @@ def _set_experiment(name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        mlflow.set_experiment(name)
+        exp = mlflow.set_experiment(name)
+        browse.prepare_experiment(exp.experiment_id)
     except MlflowException as e:
         raise MosgymError(
             f"MLflow experiment {name!r}: {str(e).splitlines()[0][:200]}; choose another "
@@ -266,20 +274,26 @@ def _run_seed(
 ) -> SeedResult:
     import mlflow
 
+    from mosgym.experiment.summary import summary_table
+
     req = ctx.req
-    name = f"{req.env_name}__{req.agent['name']}__s{seed}"
+    name = browse.run_name(str(req.agent["name"]), [seed], req.env_name, req.experiment)
     run_id = None if current is None else current["run_id"]
     with _mlflow_run(name, _tags(req, seed, "run"), ctx.nested, run_id) as run:
         run_id = run.info.run_id
         if current is None:
-            tracking.log_params(flatten({"env": req.env, "agent": req.agent}))
+            tracking.log_params(run_params(req.env, req.agent))
+            sizes = [int(n) for n in ctx.env.spec_info.train_sizes]
+            mlflow.set_tag("mosgym.train_sizes", json.dumps(sizes))
         seed_run = SeedRun(ctx, pos, seed, run_id, agent, current)
         ep, wall = seed_run.play()
         metrics = tracking.final_metrics(ep, wall)
         mlflow.log_metrics(metrics)
         metrics.update(tracking.log_phase_times(seed_run.timer.seconds))
-        tracking.log_episode_artifacts(ep, {"env": req.env, "agent": req.agent}, name)
+        title = f"{req.env_name}: {name}"
+        tracking.log_episode_artifacts(ep, {"env": req.env, "agent": req.agent}, title)
         result = SeedResult(seed, run_id, ep, wall, metrics, ctx.uri, req.experiment)
+        browse.set_note(run_id, browse.code_block(summary_table([result])))
         if ctx.ckpt is not None:  # this seed is done: a resume goes on with the next one
             ctx.results.append(result)
             try:
@@ -289,14 +303,19 @@ def _run_seed(
     return result
 
 
-def _log_parent_summary(results: list[SeedResult]) -> None:
-    """Mean over seeds of the final metrics, on the parent run."""
+def _log_parent_summary(run_id: str, results: list[SeedResult]) -> None:
+    """On the parent run, the children's final metrics under the same keys, each the mean over
+    the seeds (so one column sorts parents and children alike), and the summary table as the
+    run's description."""
     import mlflow
+
+    from mosgym.experiment.summary import summary_table
 
     keys = set.intersection(*(set(r.metrics) for r in results))
     means = {
-        f"mean/{k}": float(np.mean([r.metrics[k] for r in results]))
+        k: float(np.mean([r.metrics[k] for r in results]))
         for k in sorted(keys)
         if all(math.isfinite(r.metrics[k]) for r in results)
     }
     mlflow.log_metrics(means)
+    browse.set_note(run_id, browse.code_block(summary_table(results)))

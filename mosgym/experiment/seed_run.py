@@ -55,7 +55,8 @@ class SeedRun:
         done_steps = 0 if current is None else len(current["episode"]["steps"]) - 1
         self.bar = ProgressBar(n, f"seed {seed}", ctx.req.progress, initial=done_steps)
         logged = -1 if current is None else tracking.last_logged_step(run_id)
-        self.step_logger = tracking.MlflowStepLogger(run_id, logged_through=logged)
+        rewards = ctx.req.env["reward"]["type"] != "none"  # static agents: no zero lines
+        self.step_logger = tracking.MlflowStepLogger(run_id, logged, rewards=rewards)
         env = launch.Lead(ctx.env) if distributed.active() else ctx.env
         self.recorder = RecordEpisode(env, on_step=self.on_step)
         self.run_id = run_id

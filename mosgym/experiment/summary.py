@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,8 @@ def phase_time_lines(results: list[Any]) -> list[str]:
     return lines
 
 
-def format_summary(results: list[Any]) -> str:
-    """Per-skill dev loss and accuracy (mean±sd over seeds), the mixture path, wall time, runs."""
+def summary_table(results: list[Any]) -> str:
+    """Per-skill dev loss and accuracy (mean±sd over seeds) and the first seed's mixture path."""
     first = results[0]
     names = first.episode.skill_names
     width = max(8, *(len(n) for n in names))
@@ -63,22 +64,47 @@ def format_summary(results: list[Any]) -> str:
     for k in mixture_path_rows(ep.steps, ep.mixture):
         row = " ".join(f"{p:>7.3f}" for p in ep.mixture[k])
         lines.append(f"{ep.steps[k - 1]:>7}  {row}")
-    lines += phase_time_lines(results)
-    lines.append("")
-    walls = ", ".join(f"{r.wall_time_s:.1f}s" for r in results)
-    lines.append(f"wall time per seed: {walls}")
-    lines.append(f"MLflow experiment '{first.experiment}' at {first.tracking_uri}")
-    for r in results:
-        lines.append(f"  seed {r.seed}: run {r.run_id}")
-    ui = "mlflow ui" if first.tracking_uri.startswith("sqlite:///") else "open"
-    if ui == "mlflow ui":
-        lines.append(
-            f"browse: mlflow ui --backend-store-uri {first.tracking_uri}  (then http://127.0.0.1:5000)"
-        )
-    else:
-        lines.append(f"browse: {first.tracking_uri}")
     return "\n".join(lines)
 
 
-def print_summary(results: list[Any]) -> None:
-    print(format_summary(results))  # the CLI's output, not library logging
+def _experiment_id(tracking_uri: str, name: str) -> str | None:
+    from mlflow.tracking import MlflowClient
+
+    try:
+        exp = MlflowClient(tracking_uri).get_experiment_by_name(name)
+    except Exception:  # the summary must not fail over a link
+        return None
+    return None if exp is None else str(exp.experiment_id)
+
+
+def _checkpoint_line(folder: str) -> str:
+    size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+    return (
+        f"checkpoints kept in {folder} ({size / 2**20:.0f} MB; --keep-checkpoints): delete the "
+        "folder when you no longer need it"
+    )
+
+
+def format_summary(results: list[Any], kept_checkpoints: str | None = None) -> str:
+    """The summary table, wall times, the MLflow runs and how to open them in the UI, and
+    where checkpoints were kept (`kept_checkpoints`, if any)."""
+    from mosgym.experiment.browse import browse_lines
+
+    first = results[0]
+    lines = [summary_table(results), ""]
+    walls = ", ".join(f"{r.wall_time_s:.1f}s" for r in results)
+    lines.append(f"wall time per seed: {walls}")
+    lines += [*phase_time_lines(results)[1:], ""]
+    lines.append(f"MLflow experiment '{first.experiment}' at {first.tracking_uri}")
+    for r in results:
+        lines.append(f"  seed {r.seed}: run {r.run_id}")
+    exp_id = _experiment_id(first.tracking_uri, first.experiment)
+    if exp_id is not None:
+        lines += browse_lines(first.tracking_uri, exp_id)
+    if kept_checkpoints and Path(kept_checkpoints).is_dir():
+        lines.append(_checkpoint_line(kept_checkpoints))
+    return "\n".join(lines)
+
+
+def print_summary(results: list[Any], kept_checkpoints: str | None = None) -> None:
+    print(format_summary(results, kept_checkpoints))  # the CLI's output, not library logging

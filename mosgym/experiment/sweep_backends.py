@@ -283,7 +283,7 @@ class RayBackend:
             error = f"{type(e).__name__}: {first}"
             log.error("trial %s failed in Ray: %s", t.name, error)
             run_id = record_failure(uri, t, parent_id, attempt, error)
-            return TrialOutcome(t.name, t.trial_id, "FAILED", run_id, math.nan, math.nan, error)
+            return t.outcome("FAILED", run_id, math.nan, math.nan, error)
 
     def close(self) -> None:
         if self.started:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mosgym.errors import MosgymError
+from mosgym.experiment.browse import run_name
 from mosgym.experiment.request import RunRequest
 from mosgym.records.runs import search_all
 
@@ -42,7 +43,12 @@ class Trial:
     def name(self) -> str:
         """The run name mosgym.run gives this seed's run."""
         req = self.request
-        return f"{req.env_name}__{req.agent['name']}__s{req.seeds[0]}"
+        return run_name(str(req.agent["name"]), req.seeds, req.env_name, req.experiment)
+
+    def outcome(self, status: str, run_id: str, loss: float, wall: float, error: str = "") -> Any:
+        """A TrialOutcome of this trial."""
+        env, agent = self.request.env_name, str(self.request.agent["name"])
+        return TrialOutcome(self.name, self.trial_id, status, run_id, loss, wall, error, env, agent)
 
 
 def trial_id(req: RunRequest) -> str:
@@ -69,11 +75,18 @@ class TrialOutcome:
     final_dev_loss_mean: float
     wall_time_s: float
     error: str = ""
+    env_name: str = ""
+    agent: str = ""
 
     @property
     def env(self) -> str:
-        """The env config's name (run names are ENV__AGENT__sSEED)."""
-        return self.name.rsplit("__", 2)[0]
+        """The env config's name (outcomes made without it: from an ENV__AGENT__sSEED name)."""
+        return self.env_name or self.name.rsplit("__", 2)[0]
+
+    @property
+    def group(self) -> str:
+        """ENV__AGENT: the trials the parent run averages together."""
+        return f"{self.env}__{self.agent}" if self.agent else self.name.rsplit("__s", 1)[0]
 
 
 def new_attempt() -> str:
@@ -110,13 +123,9 @@ def run_trial(trial: Trial, parent_id: str, uri: str, attempt: str) -> TrialOutc
         else:
             log.exception("trial %s failed", trial.name)
         run_id = record_failure(uri, trial, parent_id, attempt, error)
-        return TrialOutcome(
-            trial.name, trial.trial_id, "FAILED", run_id, math.nan, time.perf_counter() - t0, error
-        )
+        return trial.outcome("FAILED", run_id, math.nan, time.perf_counter() - t0, error)
     final = float(result.metrics.get("final/dev_loss_mean", math.nan))
-    return TrialOutcome(
-        trial.name, trial.trial_id, "FINISHED", result.run_id, final, result.wall_time_s
-    )
+    return trial.outcome("FINISHED", result.run_id, final, result.wall_time_s)
 
 
 def _trial_tags(trial: Trial, parent_id: str, attempt: str) -> dict[str, str]:
@@ -128,6 +137,7 @@ def _trial_tags(trial: Trial, parent_id: str, attempt: str) -> dict[str, str]:
         "mosgym.env": req.env_name,
         "mosgym.agent": str(req.agent["name"]),
         "mosgym.git_commit": tracking.git_commit(),
+        "mosgym.format": tracking.RECORD_FORMAT,
         KIND: "run",
         "mosgym.seed": str(req.seeds[0]),
         **req.extra_tags,
@@ -294,9 +304,7 @@ def _param(key: str, value: Any) -> Any:
 
 def skipped_outcome(trial: Trial, run: Any) -> TrialOutcome:
     metrics = run.data.metrics
-    return TrialOutcome(
-        trial.name,
-        trial.trial_id,
+    return trial.outcome(
         "SKIPPED",
         run.info.run_id,
         float(metrics.get("final/dev_loss_mean", math.nan)),
@@ -315,7 +323,7 @@ def close_parent(client: Any, parent_id: str, outcomes: list[TrialOutcome], stat
     groups: dict[str, list[float]] = {}
     for o in done:
         if math.isfinite(o.final_dev_loss_mean):
-            groups.setdefault(o.name.rsplit("__s", 1)[0], []).append(o.final_dev_loss_mean)
+            groups.setdefault(o.group, []).append(o.final_dev_loss_mean)
     for group, vals in groups.items():
         metrics[f"mean/{group}/final/dev_loss_mean"] = sum(vals) / len(vals)
     from mlflow.entities import Metric

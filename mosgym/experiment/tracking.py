@@ -1,11 +1,18 @@
 """MLflow: the record of every run (params, per-step metrics, final metrics, artifacts).
 
 Metric names (a contract with mosgym.compare and mosgym.calibrate), with MLflow's `step` = the
-optimizer steps done: ``dev_loss/{skill}``, ``dev_loss_mean``, ``weight/{skill}``,
-``reward/{skill}``, ``reward``, ``train_loss``, ``examples/{skill}``, ``tokens/{skill}``; final:
-``final/dev_loss/{skill}``, ``final/accuracy/{skill}``, ``final/dev_loss_mean``,
-``final/dev_loss_worst``, ``final/accuracy_mean``, ``wall_time_s``, ``time/{phase}``,
-``time_share/{phase}`` (mosgym.timing.PHASES).
+optimizer steps done: ``dev_loss/{skill}``, ``dev_loss_mean``, ``reward/{skill}``, ``reward``,
+``train_loss``, ``examples/{skill}``, ``tokens/{skill}`` at the end of each interval (dev loss,
+examples and tokens also at step 0, before training); ``weight/{skill}`` at the START of the
+interval it was used for (as prob_log.csv and the printed mixture path: the step at which the
+agent chose it), so the last weight is at step T - S. No reward is logged for agents without one
+(``reward.type: none``). Final: ``final/dev_loss/{skill}``, ``final/accuracy/{skill}``,
+``final/dev_loss_mean``, ``final/dev_loss_worst``, ``final/accuracy_mean``, ``wall_time_s``,
+``time/{phase}`` and ``time_share/{phase}`` (mosgym.timing.PHASES), and ``probe_skipped`` /
+``reward_fallback`` only when non-zero. A parent run (several seeds) logs the same final keys,
+each the mean over its seeds. Runs carry the tag ``mosgym.format`` = ``2``. Records without it
+(format 1) logged each weight at the END of its interval, with a uniform point at step 0, and
+parents ``mean/final/...``; mosgym.records reads both.
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ import yaml
 from mosgym.errors import MosgymError
 from mosgym.experiment import plots
 from mosgym.experiment.episode import EpisodeLog
+from mosgym.records.store import check_writable
 
 log = logging.getLogger(__name__)
 
+RECORD_FORMAT = "2"
+"""Tag mosgym.format of the runs written here (see the module docstring)."""
 # MLflow caps a param value at 6000 characters (older servers: 500); long lists are cut.
 _MAX_PARAM_LEN = 500
 
@@ -54,6 +64,7 @@ def check_tracking_server() -> str:
     from mlflow.tracking import MlflowClient
 
     uri = mlflow.get_tracking_uri()
+    check_writable(uri)  # else MLflow retries a read-only sqlite store for about 2 minutes
     if uri.startswith(("http://", "https://")):
         # Few retries: an unreachable server should be reported in seconds, not minutes.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -74,31 +85,40 @@ def _param_value(v: Any) -> str:
     return s if len(s) <= _MAX_PARAM_LEN else s[: _MAX_PARAM_LEN - 3] + "..."
 
 
-def log_params(flat: dict[str, Any]) -> None:
+def log_params(params: dict[str, Any]) -> None:
+    """Log params (see mosgym.experiment.run_params for which) to the active run."""
     import mlflow
 
-    items = [(k, _param_value(v)) for k, v in flat.items()]
+    items = [(k, _param_value(v)) for k, v in params.items()]
     for i in range(0, len(items), 100):  # MLflow's batch limit is 100 params
         mlflow.log_params(dict(items[i : i + 100]))
 
 
-def step_metrics(ep: EpisodeLog) -> dict[str, float]:
-    """Metrics of the latest recorded env step (row -1 of the episode log)."""
+def step_metrics(ep: EpisodeLog, rewards: bool = True) -> dict[int, dict[str, float]]:
+    """Metrics of the latest recorded env step (row -1 of the episode log), by MLflow step.
+
+    The weights of row k are the mixture of the interval that started at steps[k - 1]; they
+    go there. Row 0 (the reset) has no interval yet: dev loss, examples and tokens only.
+    `rewards`: False for agents without a reward (reward.type none), whose rewards are zeros.
+    """
     names = ep.skill_names
-    dev, mix, rew = ep.dev_loss[-1], ep.mixture[-1], ep.skill_rewards[-1]
+    dev, rew = ep.dev_loss[-1], ep.skill_rewards[-1]
     m: dict[str, float] = {"dev_loss_mean": float(np.mean(dev))}
     for i, name in enumerate(names):
         m[f"dev_loss/{name}"] = float(dev[i])
-        m[f"weight/{name}"] = float(mix[i])
         m[f"examples/{name}"] = float(ep.examples[-1][i])
         m[f"tokens/{name}"] = float(ep.tokens[-1][i])
-        if math.isfinite(rew[i]):
+        if rewards and math.isfinite(rew[i]):
             m[f"reward/{name}"] = float(rew[i])
-    if math.isfinite(ep.reward[-1]):
+    if rewards and math.isfinite(ep.reward[-1]):
         m["reward"] = ep.reward[-1]
     if math.isfinite(ep.train_loss[-1]):
         m["train_loss"] = ep.train_loss[-1]
-    return m
+    out = {ep.steps[-1]: m}
+    if len(ep.steps) > 1:
+        mix = ep.mixture[-1]
+        out[ep.steps[-2]] = {f"weight/{name}": float(mix[i]) for i, name in enumerate(names)}
+    return out
 
 
 def final_metrics(ep: EpisodeLog, wall_time_s: float) -> dict[str, float]:
@@ -109,9 +129,12 @@ def final_metrics(ep: EpisodeLog, wall_time_s: float) -> dict[str, float]:
         "final/dev_loss_mean": float(np.mean(dev)),
         "final/dev_loss_worst": float(np.max(dev)),
         "wall_time_s": float(wall_time_s),
-        "probe_skipped": float(ep.probe_skipped),
-        "reward_fallback": float(ep.reward_fallback),
     }
+    # Diagnostics that are almost always zero: a flat zero line would lead the chart view.
+    if ep.probe_skipped:
+        m["probe_skipped"] = float(ep.probe_skipped)
+    if ep.reward_fallback:
+        m["reward_fallback"] = float(ep.reward_fallback)
     for i, name in enumerate(ep.skill_names):
         m[f"final/dev_loss/{name}"] = float(dev[i])
         if math.isfinite(acc[i]):
@@ -155,7 +178,7 @@ def log_episode_artifacts(ep: EpisodeLog, config: dict[str, Any], title: str) ->
     mlflow.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
     mlflow.log_text(prob_log_csv(ep), "prob_log.csv")
     if len(ep.steps) > 1:
-        fig = plots.mixture_figure(ep.steps[:-1], np.array(ep.mixture[1:]), ep.skill_names, title)
+        fig = plots.mixture_figure(ep.steps, np.array(ep.mixture[1:]), ep.skill_names, title)
         mlflow.log_figure(fig, "plots/mixture.png")
         plots.close(fig)
     fig = plots.dev_loss_figure(ep.steps, np.array(ep.dev_loss), ep.skill_names, title)
@@ -167,20 +190,25 @@ class MlflowStepLogger:
     """The per-env-step callback: logs the newest row of the episode log to the active run.
 
     A resumed run passes `logged_through`, the last step already in the run's history: a step
-    logged just before the process died is then not logged twice.
+    logged just before the process died is then not logged twice. `rewards`: see step_metrics.
     """
 
-    def __init__(self, run_id: str, logged_through: int = -1) -> None:
+    def __init__(self, run_id: str, logged_through: int = -1, rewards: bool = True) -> None:
         from mlflow.tracking import MlflowClient
 
         self.run_id = run_id
         self.client = MlflowClient()
         self.logged_through = logged_through
+        self.rewards = rewards
 
     def __call__(self, ep: EpisodeLog) -> None:
         if ep.steps[-1] <= self.logged_through:
             return
-        metrics = _metric_entities(step_metrics(ep), step=ep.steps[-1])
+        metrics = [
+            m
+            for step, values in step_metrics(ep, self.rewards).items()
+            for m in _metric_entities(values, step=step)
+        ]
         self.client.log_batch(self.run_id, metrics=metrics)
 
 

@@ -194,6 +194,26 @@ def find_smollm2_gguf() -> tuple[Path, str]:
     )
 
 
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id ('org/name'): absolute, ./ ../ ~, or several '/'."""
+    return (
+        Path(name).expanduser().is_absolute()
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or "\\" in name
+    )
+
+
+def check_local_path(name: str) -> None:
+    """A model.name that can only be a local path must exist (the hub would answer with a
+    confusing 'Repo id must be in the form ...')."""
+    if looks_like_path(name) and not Path(name).expanduser().exists():
+        raise MosgymError(
+            f"model.name {name!r}: no such local directory ({Path(name).expanduser().resolve()}); "
+            "check the path, or give a hub id ('org/name'), 'tiny' or 'smollm2-gguf'"
+        )
+
+
 def _from_pretrained(
     name: str, cfg: ModelConfig, dtype: torch.dtype, attn: str, gguf_file: str | None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -203,6 +223,7 @@ def _from_pretrained(
         logging.getLogger("mosgym.security").warning(
             "model %s: trust_remote_code is on; the checkpoint's own code will run", name
         )
+    check_local_path(name)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tok = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.trust_remote_code, **extra)

@@ -1,9 +1,12 @@
 """Read the runs of an MLflow experiment into arrays for `mosgym.compare`.
 
 Only what the tracking contract promises is read (see mosgym.experiment.tracking): tags
-``mosgym.agent``, ``mosgym.seed``, ``mosgym.kind``; params ``env.train.total_steps`` and
-``env.skills.N.name``; the ``final/...`` metrics; the histories of ``dev_loss_mean`` and
-``weight/{skill}``.
+``mosgym.agent``, ``mosgym.seed``, ``mosgym.kind``, ``mosgym.format``; params
+``env.train.total_steps`` and ``env.skills`` (older records: ``env.skills.N.name``); the
+``final/...`` metrics; the histories of ``dev_loss_mean`` and ``weight/{skill}``. Both record
+formats are read: in format 2 each weight is logged at the start of its interval; in format 1
+(no ``mosgym.format`` tag) at its end, after a uniform point at step 0, and it is moved here
+to the start of its interval, so the two compare alike.
 Runs that cannot be compared with each other (other skills, other budget) are refused here,
 before any statistic is computed, because a number across them would mean nothing.
 """
@@ -20,7 +23,9 @@ import numpy as np
 from mosgym.errors import MosgymError
 
 KIND_TAG, AGENT_TAG, SEED_TAG = "mosgym.kind", "mosgym.agent", "mosgym.seed"
+FORMAT_TAG = "mosgym.format"
 BUDGET_PARAM = "env.train.total_steps"
+SKILLS_PARAM = "env.skills"
 _SKILL_PARAM = re.compile(r"^env\.skills\.(\d+)\.name$")
 _PAGE = 1000
 
@@ -176,7 +181,10 @@ def _select(runs: list[Any], agents: list[str] | None) -> tuple[list[Any], list[
 
 
 def skill_names(params: dict[str, str], metrics: dict[str, float]) -> tuple[str, ...]:
-    """Skills from params env.skills.N.name (in N order), else from dev_loss/{skill} metric keys."""
+    """Skills from param env.skills (comma-separated) or params env.skills.N.name (in N order),
+    else from dev_loss/{skill} metric keys."""
+    if params.get(SKILLS_PARAM):
+        return tuple(params[SKILLS_PARAM].split(","))
     indexed = sorted(
         (int(m.group(1)), v) for k, v in params.items() if (m := _SKILL_PARAM.match(k))
     )
@@ -193,15 +201,35 @@ def _history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray
     return steps, np.array([by_step[s] for s in sorted(by_step)], dtype=np.float64)
 
 
-def _mixture(client: Any, run_id: str, skills: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The weight/{skill} histories as (steps (M,), weights (M, N)); empty if any is missing."""
+def _mixture(
+    client: Any, run_id: str, skills: tuple[str, ...], format_1: bool, last_step: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The weight/{skill} histories as (steps (M,), weights (M, N)), each weight at the start
+    of its interval; empty if any is missing. `format_1`: a record without the format tag;
+    `last_step`: the last step of its dev-loss curve."""
     series = [_history(client, run_id, f"weight/{s}") for s in skills]
     if not series or any(len(st) == 0 for st, _ in series):
         return np.zeros(0), np.zeros((0, len(skills)))
     steps = series[0][0]
     if any(not np.array_equal(st, steps) for st, _ in series):
         return np.zeros(0), np.zeros((0, len(skills)))
-    return steps, np.stack([v for _, v in series], axis=1)
+    weights = np.stack([v for _, v in series], axis=1)
+    # Format 1 wrote the reset's uniform mixture at step 0 and each interval's at its end:
+    # drop the first, and put row k at the start of its interval, steps[k - 1].
+    if format_1 and len(steps) > 1 and steps[0] == 0 and steps[-1] == last_step:
+        return steps[:-1], weights[1:]
+    return steps, weights
+
+
+def skill_curves(client: Any, run: RunData) -> tuple[np.ndarray, np.ndarray]:
+    """The run's dev_loss/{skill} histories on the steps all of them share: (steps (K,),
+    losses (K, N), columns in run.skills order); empty when a skill has none."""
+    series = [_history(client, run.run_id, f"dev_loss/{s}") for s in run.skills]
+    if not series or any(len(st) == 0 for st, _ in series):
+        return np.zeros(0), np.zeros((0, len(run.skills)))
+    common = sorted(set.intersection(*(set(st.tolist()) for st, _ in series)))
+    cols = [np.array([dict(zip(st, v, strict=True))[t] for t in common]) for st, v in series]
+    return np.array(common, dtype=np.float64), np.stack(cols, axis=1)
 
 
 def _budget(run: Any, curve_steps: np.ndarray) -> int:
@@ -231,7 +259,8 @@ def to_run_data(client: Any, run: Any) -> RunData:
             f"run {rid} ({agent}): no dev_loss_mean history; it was not logged by mosgym.run "
             "(see the MLflow contract in mosgym/experiment/tracking.py)"
         )
-    w_steps, weights = _mixture(client, rid, skills)
+    format_1 = tags.get(FORMAT_TAG) is None
+    w_steps, weights = _mixture(client, rid, skills, format_1, float(steps[-1]))
     finals = {k: float(v) for k, v in metrics.items() if k.startswith("final/")}
     return RunData(
         rid,

@@ -5,9 +5,10 @@
 
 Reads every run of the MLflow experiment (the tracking contract): metrics "dev_loss/{skill}",
 "examples/{skill}" (cumulative) and "tokens/{skill}" with step = optimizer steps; params
-"env.skills.N.name", "env.skills.N.n_train" and "env.train.*". When n_train params are missing
-(file-based skills), the train sizes come from the tag "mosgym.train_sizes" (a JSON list in skill
-order), or from the built-in suite's sizes when the skills are the built-in ones. A run whose
+"env.skills" (older records: "env.skills.N.name", "env.skills.N.n_train") and "env.train.*".
+The train sizes come from n_train params where logged, else from the tag "mosgym.train_sizes"
+(a JSON list in skill order; mosgym.run writes it), else from the built-in suite's sizes when
+the skills are the built-in ones. A run whose
 metrics restart at step 0 (several episodes) gives one curve per episode.
 
 The fit itself is mosgym.sim.fit (pure, on arrays). Runs are grouped by mixture policy (tag
@@ -62,7 +63,11 @@ def _int_or_none(text: str | None) -> int | None:
 def _skills_of(run: Any) -> tuple[list[str], list[int | None]]:
     """Skill names and train sizes from a run's params (and tags, for the sizes)."""
     params, names, sizes = run.data.params, [], []
-    while f"env.skills.{len(names)}.name" in params:
+    one_param = bool(params.get("env.skills"))
+    if one_param:  # records since mosgym.format 2: sizes are in the tag
+        names = params["env.skills"].split(",")
+        sizes = [None] * len(names)
+    while not one_param and f"env.skills.{len(names)}.name" in params:
         i = len(names)
         names.append(params[f"env.skills.{i}.name"])
         sizes.append(_int_or_none(params.get(f"env.skills.{i}.n_train")))
