@@ -35,6 +35,7 @@ from mosgym.integrations import (
     tokenized_split,
 )
 from mosgym.integrations.trainloss import TrainLossTracker
+from mosgym.learner.base import Learner
 from mosgym.learner.collate import PackedSplit, response_nll
 from mosgym.learner.hf import HFLearner
 from mosgym.learner.model import load_model
@@ -159,6 +160,7 @@ class Snapshots(TrainerCallback):
             self.weights[state.global_step] = copy.deepcopy(model.state_dict())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reward", [{"type": "cossim", "ema": True}, {"type": "diff", "ema": True}])
 def test_mos_moves_the_mixture_with_the_environments_rewards(tmp_path: Path, reward: dict) -> None:
     """40 Trainer steps, S = 10: the mixture moves, and at every update the rewards equal
@@ -174,6 +176,7 @@ def test_mos_moves_the_mixture_with_the_environments_rewards(tmp_path: Path, rew
     trainer.add_callback(callback)
     trainer.add_callback(snaps)
     trainer.train()
+    assert isinstance(callback.s.learner, Learner)  # the protocol the rewards see
     updates = callback.history[1:]
     assert [h["step"] for h in updates] == [10, 20, 30, 40]
     assert np.abs(updates[-1]["mixture"] - 1 / 6).max() > 1e-3
@@ -193,26 +196,34 @@ def test_mos_moves_the_mixture_with_the_environments_rewards(tmp_path: Path, rew
         np.testing.assert_allclose(h["dev_loss"], learner.dev_loss(), rtol=1e-6)
 
 
-def test_the_callback_leaves_training_as_it_is(tmp_path: Path) -> None:
-    """Gradient accumulation 2 and bf16 autocast, response-only labels: a run whose callback
-    probes every 5 steps (with a static mixture) trains exactly like the same Trainer
-    without mosgym's callback."""
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast needs CUDA")
+
+
+@pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=[pytest.mark.gpu, CUDA])])
+def test_the_callback_leaves_training_as_it_is(tmp_path: Path, precision: str) -> None:
+    """Gradient accumulation 2, bf16 (CPU) or fp16 (CUDA) autocast, response-only labels: a run
+    whose callback probes every 5 steps (with a static mixture) trains exactly like the same
+    Trainer without mosgym's callback."""
+    settings: dict[str, Any] = {"gradient_accumulation_steps": 2, precision: True}
+    if precision == "fp16":  # on the GPU, with deterministic kernels
+        settings.update(use_cpu=False, full_determinism=True)
     losses = []
     for with_callback in (True, False):
         mixture = MixtureDataset(_examples(), seed=0)
-        trainer = _trainer(tmp_path / str(with_callback), mixture, 20,
-                           gradient_accumulation_steps=2, bf16=True)  # fmt: skip
+        trainer = _trainer(tmp_path / str(with_callback), mixture, 20, **settings)
         if with_callback:
             static = {"kind": "static", "params": {"tau": "inf"}}
-            trainer.add_callback(
-                MixtureCallback(
-                    trainer, mixture, static, interval=5, probe_size=8, reward={"type": "cossim"}
-                )  # fmt: skip
+            callback = MixtureCallback(
+                trainer, mixture, static, interval=5, probe_size=8, reward={"type": "cossim"}
             )
+            trainer.add_callback(callback)
         batch = next(iter(trainer.get_train_dataloader()))
         assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
         trainer.train()
         losses.append(_losses(trainer))
+    assert len(callback.history) == 5 and callback.s.learner.autocast_dtype == getattr(
+        torch, {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    )
     assert len(losses[0]) == 4 and losses[0] == losses[1]
 
 
@@ -402,13 +413,17 @@ def test_bad_setups_are_one_clear_error(tmp_path: Path, case: str) -> None:
 # Two ranks under torchrun (gloo)
 
 
+MOS_TRAIN_LOSS = {"kind": "mos", "reward": {"type": "train_loss"}}
+
+
 def run_ranks(out: Path) -> None:
-    """What each torchrun rank runs: 20 Trainer steps (DDP on gloo), MoS with S = 5; every
-    rank writes its mixtures, the stream's mixture path and the token rows it trained on."""
+    """What each torchrun rank runs: 20 Trainer steps (DDP on gloo), MoS with S = 5 learning
+    from the per-skill training loss (each rank attributes its own rows, summed over ranks);
+    every rank writes its mixtures, rewards, counts, the mixture path and its token rows."""
     mixture = MixtureDataset(_examples(), seed=0)
     trainer = _trainer(out / "run", mixture, 20, ddp_backend="gloo")
     callback = MixtureCallback(
-        trainer, mixture, MOS_DIFF, interval=5, probe_size=8, dev=_examples("dev")
+        trainer, mixture, MOS_TRAIN_LOSS, interval=5, probe_size=8, dev=_examples("dev")
     )
     trainer.add_callback(callback)
     rows: list[list[list[int]]] = []
@@ -424,6 +439,8 @@ def run_ranks(out: Path) -> None:
         "world": trainer.args.world_size,
         "steps": [h["step"] for h in callback.history],
         "mixtures": [h["mixture"].tolist() for h in callback.history],
+        "rewards": [h["rewards"].tolist() for h in callback.history[1:]],
+        "examples": [h["examples"].tolist() for h in callback.history[1:]],
         "path": [[pos, p.tolist()] for pos, p in mixture.path],
         "rows": rows,
     }
@@ -438,9 +455,10 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_ranks_keep_one_mixture(tmp_path: Path) -> None:
-    """Both ranks hold the same mixture at every update, and each trains its own slice of one
-    stream drawn from that mixture path: rank r's micro-batch j is stream positions
-    (2j + r) * 4 ... + 3, so no example position is trained twice at a step."""
+    """Both ranks hold the same mixture and rewards at every update, and each trains its own
+    slice of one stream drawn from that mixture path: rank r's micro-batch j is stream
+    positions (2j + r) * 4 ... + 3, so no example position is trained twice at a step; the
+    per-skill training-loss counts cover both ranks' rows."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -456,7 +474,8 @@ def test_two_ranks_keep_one_mixture(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == 2 and ranks[0]["steps"] == [0, 5, 10, 15, 20]
-    assert ranks[0]["mixtures"] == ranks[1]["mixtures"] and ranks[0]["path"] == ranks[1]["path"]
+    for key in ("mixtures", "path", "rewards", "examples"):
+        assert ranks[0][key] == ranks[1][key], key
     assert np.abs(np.array(ranks[0]["mixtures"][-1]) - 1 / 6).max() > 1e-3
     path = ranks[0]["path"]
     data = MixtureDataset(_examples(), seed=0)
@@ -464,10 +483,34 @@ def test_two_ranks_keep_one_mixture(tmp_path: Path) -> None:
     draws = _take(data, 2 * 4 * 20, {pos: p for pos, p in path[1:]})
     train = list(_examples().values())
     stream = [train[s][i]["input_ids"] for s, i in draws]
+    skills = np.array([s for s, _ in draws])
+    for k, counts in enumerate(ranks[0]["examples"]):  # 5 steps x 2 ranks x 4 rows each
+        assert counts == np.bincount(skills[40 * k : 40 * (k + 1)], minlength=6).tolist()
     for r, rank in enumerate(ranks):
         assert len(rank["rows"]) == 20
         for j, rows in enumerate(rank["rows"]):
             assert rows == stream[(2 * j + r) * 4 : (2 * j + r + 1) * 4], (r, j)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["hf_trainer.py", "trl_sft.py"])
+def test_examples_run(tmp_path: Path, script: str) -> None:
+    """The examples, on a tiny budget, in a subprocess."""
+    if script == "trl_sft.py":
+        pytest.importorskip("trl")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    cmd = [sys.executable, str(REPO / "examples" / script), "--steps", "10", "--interval", "5"]
+    cmd += [
+        "--scale",
+        "0.01",
+        *(["--out", str(tmp_path / "out")] if script == "hf_trainer.py" else []),
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = [line.split() for line in proc.stdout.splitlines()]
+    steps = [row[0] for row in table if len(row) == 8 and row[0].isdigit()]
+    assert steps == ["0", "5", "10"], proc.stdout
 
 
 if __name__ == "__main__":
