@@ -8,6 +8,7 @@ ranks OUT`), as tests/test_distributed.py does.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import itertools
 import json
@@ -57,9 +58,12 @@ def _examples(split: str = "train", mask: str = "labels") -> dict[str, list[dict
     return skill_examples(list(_skills()), split, mask)
 
 
-def _trainer(out: Path, mixture: MixtureDataset, steps: int = 40, sft: bool = False, **kw: Any):
+def _trainer(
+    out: Path, mixture: MixtureDataset, steps: int = 40, sft: bool = False, dropout: float = 0.0,
+    **kw: Any,
+):  # fmt: skip
     """A Trainer (or SFTTrainer, completion-only loss) on a fresh tiny model, CPU, batch 4."""
-    loaded = load_model(TINY, seed=0)
+    loaded = load_model(dataclasses.replace(TINY, dropout=dropout), seed=0)
     settings: dict[str, Any] = {
         "output_dir": str(out),
         "max_steps": steps,
@@ -201,16 +205,17 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast n
 
 @pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=[pytest.mark.gpu, CUDA])])
 def test_the_callback_leaves_training_as_it_is(tmp_path: Path, precision: str) -> None:
-    """Gradient accumulation 2, bf16 (CPU) or fp16 (CUDA) autocast, response-only labels: a run
-    whose callback probes every 5 steps (with a static mixture) trains exactly like the same
-    Trainer without mosgym's callback."""
+    """Gradient accumulation 2, bf16 (CPU) or fp16 (CUDA) autocast, response-only labels,
+    attention dropout: a run whose callback probes every 5 steps (with a static mixture) trains
+    exactly like the same Trainer without mosgym's callback (the probes leave the training
+    mode, the dropout RNG and the gradients as they were)."""
     settings: dict[str, Any] = {"gradient_accumulation_steps": 2, precision: True}
     if precision == "fp16":  # on the GPU, with deterministic kernels
         settings.update(use_cpu=False, full_determinism=True)
     losses = []
     for with_callback in (True, False):
         mixture = MixtureDataset(_examples(), seed=0)
-        trainer = _trainer(tmp_path / str(with_callback), mixture, 20, **settings)
+        trainer = _trainer(tmp_path / str(with_callback), mixture, 20, dropout=0.1, **settings)
         if with_callback:
             static = {"kind": "static", "params": {"tau": "inf"}}
             callback = MixtureCallback(
