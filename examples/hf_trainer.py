@@ -3,7 +3,7 @@
 A plain `Trainer` fine-tunes the tiny Llama (built from a config, no download) on mosgym's six
 built-in skills; every 50 optimizer steps the MoS scorer (COSSIM + EMA, agents/mos-cossim-ema)
 computes the paper's reward on 64 probe examples per skill with the Trainer's own model and
-sets the mixture the data stream samples from next. Runs on a laptop CPU in under a minute.
+sets the mixture the data stream samples from next. About 30 s of CPU time (tiny model).
 
     python examples/hf_trainer.py
     python examples/hf_trainer.py --report-to mlflow      # weights, rewards, dev loss in MLflow

@@ -5,7 +5,7 @@ built-in skills (policies/ppo-sim-skills-tiny.zip). Here it steers a real fine-t
 the tiny Llama with TRL's SFTTrainer and completion-only loss (only response tokens are
 trained): every 50 steps the callback builds the environment's observation (per-skill dev
 loss relative to the start, mixture, epochs consumed, last reward, progress) and the policy
-answers with the next mixture. Runs on a laptop CPU in under a minute.
+answers with the next mixture. About 30 s of CPU time (tiny model).
 
     pip install "mosgym[trl]"
     python examples/trl_sft.py
