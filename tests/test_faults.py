@@ -94,7 +94,8 @@ def test_full_disk_during_a_checkpoint_leaves_the_previous_one_intact(
     assert "No space left on device" in err and "step-000001, is intact" in err
     assert _only_run().info.status == "FAILED"
     assert CheckpointDir(folder).latest().name == "step-000001"
-    assert sorted(p.name for p in folder.iterdir()) == ["latest", "step-000000", "step-000001"]
+    listing = sorted(p.name for p in folder.iterdir())
+    assert listing == ["latest", "request.json", "step-000000", "step-000001"]
     assert not list(folder.rglob("*.tmp"))
     assert load_state(folder / "step-000001")["current"]["episode"]["steps"] == [0, 2]
 
