@@ -192,9 +192,10 @@ def policy_action_kind(path: str | Path, cls: type[BaseAlgorithm], trust: bool =
 
 
 def mosgym_spaces(n: int, action_kind: str) -> tuple[gym.spaces.Box, gym.spaces.Space]:
-    """The spaces of a mosgym env with `n` skills (MixtureOfSkillsEnv and SimVecEnv define the
-    same ones; a test checks all three agree): observations (dev loss ratio, weight, epochs,
-    last reward per skill, progress), actions Box(-1, 1, (n,)) or Discrete(n)."""
+    """The spaces of a mosgym env with `n` skills: observations (dev loss ratio, weight, epochs,
+    last reward per skill, progress) with the widest bounds any config gives (an env's own
+    bounds can be narrower, depending on its budget and reward; bounds do not change what an
+    MlpPolicy computes), actions Box(-1, 1, (n,)) or Discrete(n). A test checks the envs fit."""
     low = np.concatenate([np.zeros(3 * n), np.full(n, -np.inf), [0.0]]).astype(np.float32)
     high = np.concatenate([np.full(n, np.inf), np.ones(n), np.full(2 * n, np.inf), [1.0]])
     obs = gym.spaces.Box(low, high.astype(np.float32), dtype=np.float32)

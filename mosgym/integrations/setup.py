@@ -21,9 +21,9 @@ import torch
 from transformers import Trainer
 
 from mosgym.agents.base import Agent
-from mosgym.envs.spec import EnvSpec
 from mosgym.agents.registry import AgentConfig, load_agent_config, make_agent
 from mosgym.config import RewardConfig, from_dict
+from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 from mosgym.integrations.dataset import MixtureDataset, tokenized_split
 from mosgym.integrations.learner import NEEDS_INITIAL, TrainerLearner
