@@ -114,7 +114,11 @@ def test_runs_page_lists_agent_first_names_grouped_by_agent(store: dict, page) -
 def test_chart_view_draws_one_group_per_agent(store: dict, page) -> None:
     page.goto(browse.runs_page_url(store["uri"], store["exp"], base=store["base"], charts=True))
     page.get_by_text("Group: static-uni").first.wait_for(timeout=60_000)
-    page.get_by_text("dev_loss_mean").first.wait_for(timeout=60_000)  # a chart of it is drawn
+    # Each chart has one line per agent group (its legend: "AGENT (METRIC)"), not per run.
+    for agent in AGENTS:
+        page.get_by_text(f"{agent} (dev_loss/copy)").first.wait_for(timeout=60_000)
+    assert "static-uni s0 (dev_loss/copy)" not in page.inner_text("body")
+    page.get_by_text("Step", exact=True).first.wait_for(timeout=60_000)  # the axes are drawn
     _screenshot(page, "ux-charts.png")
 
 
