@@ -351,7 +351,7 @@ def test_simulator_runs_export_compare_import(tmp_path: Path) -> None:
     ).read_bytes()
     runs = [p for p in (tmp_path / "archive/e2e").iterdir() if p.is_dir()]
     assert len(runs) == 2 + 4  # a parent per agent, a run per seed
-    child = next(p for p in runs if "__s1__" in p.name)
+    child = next(p for p in runs if "_s1_" in p.name)  # run "static-temp s1 @ sim-skills-tiny"
     info = json.loads((child / "run.json").read_text())
     artifact = client.download_artifacts(info["run_id"], "config.yaml", str(tmp_path))
     assert (child / "config.yaml").read_bytes() == Path(artifact).read_bytes()
