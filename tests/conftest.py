@@ -36,12 +36,21 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     base = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{base}/mlflow.db")
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    # Every test starts without the experiment id an earlier mlflow.set_experiment exported.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     yield
     import mlflow
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)  # forget a URI a test set; monkeypatch restores the env var
+    # Forget the experiment a test made active (mlflow.set_experiment): its id belongs to that
+    # test's store, and a later bare mlflow.start_run() (transformers' MLflowCallback) would
+    # look it up in another store ("No Experiment with id=1 exists").
+    import mlflow.tracking.fluent
+
+    mlflow.tracking.fluent._active_experiment_id = None
 
 
 @pytest.fixture
