@@ -168,7 +168,9 @@ class TrainerLearner:
         self.step = 0
 
     def train(self, mixture: np.ndarray, n_steps: int) -> TrainStats:
-        raise NotImplementedError("the Trainer trains the model; TrainerLearner only probes it")
+        """Never called: the Trainer trains the model; this adapter only probes it. (Part of the
+        Learner protocol, so calling it by mistake is a clear error, not a silent no-op.)"""
+        raise TypeError("the Trainer trains the model; TrainerLearner only probes it")
 
     # ----------------------------------------------------------------------------------------
     # Checkpoints
