@@ -32,7 +32,16 @@ FAST_ENV = [
 
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Every test gets its own MLflow store and tokenization cache; no run is left active."""
+    """Every test gets its own MLflow store and tokenization cache; no run is left active, and
+    no logger level a CLI set (`-q` raises mosgym's to ERROR) leaks into the next test, where it
+    would hide the warnings that test checks with caplog."""
+    import logging
+
+    def logger_levels() -> dict[str, int]:
+        names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "mosgym"]
+        return {n: logging.getLogger(n).level for n in names}
+
+    levels_before = logger_levels()
     base = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{base}/mlflow.db")
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
@@ -51,6 +60,8 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     import mlflow.tracking.fluent
 
     mlflow.tracking.fluent._active_experiment_id = None
+    for name in logger_levels():
+        logging.getLogger(name).setLevel(levels_before.get(name, logging.NOTSET))
 
 
 @pytest.fixture
