@@ -445,3 +445,22 @@ def test_make_report_runs_from_an_archive_alone(tmp_path: Path) -> None:
     assert re.sub(r"<!-- BEGIN.*?END \S+ -->", "", text, flags=re.S) == re.sub(
         r"<!-- BEGIN.*?END \S+ -->", "", readme, flags=re.S
     )  # nothing outside the blocks changed
+
+
+def test_exported_tags_leave_out_who_ran_and_where() -> None:
+    from mosgym.records.archive import portable_tags
+
+    repo = Path(__file__).resolve().parents[1]
+    tags = {
+        "mlflow.user": "root",
+        "mlflow.source.name": str(repo / "mosgym" / "run.py"),
+        "mosgym.agent": "static-prop",
+    }
+    assert portable_tags(tags) == {
+        "mlflow.source.name": "mosgym/run.py",
+        "mosgym.agent": "static-prop",
+    }
+    assert portable_tags({"mlflow.source.name": "/elsewhere/ipykernel.py"}) == {
+        "mlflow.source.name": "ipykernel.py"
+    }
+    assert portable_tags({"mlflow.source.name": "run.py"}) == {"mlflow.source.name": "run.py"}

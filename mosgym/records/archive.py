@@ -9,6 +9,8 @@ The files and their format: mosgym.records.archive_format. What is archived, and
   keeps its parent's id in tag mlflow.parentRunId. `import` makes new ids, rewrites the parent
   tags to them and keeps the archived id in tag mosgym.archive.run_id, which `export` reads back:
   export -> import -> export gives the same bytes.
+- Machine noise is left out: tag mlflow.user, and mlflow.source.name becomes relative to the
+  checkout (a script elsewhere keeps its file name).
 - Archived: the active runs, except comparison runs (mosgym.kind=comparison: outputs of
   mosgym.compare, rebuilt from the runs, and one more each time a report is made). Of the
   artifacts only config.yaml: prob_log.csv and the plots are drawn from the metrics.
@@ -76,12 +78,30 @@ def record_of(client: Any, run: Any) -> RunRecord:
     )  # fmt: skip
 
 
+# Tags that say who ran a run and where its script lay on that machine: a user name and an
+# absolute path, noise in a published archive. The script's name stays, relative to the repo.
+_MACHINE_TAGS = ("mlflow.user",)
+_SOURCE_TAG = "mlflow.source.name"
+
+
+def portable_tags(tags: dict[str, str]) -> dict[str, str]:
+    """`tags` without the machine-specific ones; the source script relative to the checkout."""
+    out = {k: v for k, v in tags.items() if k not in _MACHINE_TAGS}
+    source = out.get(_SOURCE_TAG)
+    if source and os.path.isabs(source):
+        repo = Path(__file__).resolve().parents[2]
+        path = Path(source)
+        out[_SOURCE_TAG] = str(path.relative_to(repo)) if path.is_relative_to(repo) else path.name
+    return out
+
+
 def archived_ids(records: list[RunRecord]) -> list[RunRecord]:
-    """Runs that `import` made get back their archived id, and so does their children's tag."""
+    """Runs that `import` made get back their archived id, and so does their children's tag;
+    machine-specific tags are left out (portable_tags)."""
     ids = {r.run_id: r.tags.get(ARCHIVED_ID_TAG, r.run_id) for r in records}
     out = []
     for r in records:
-        tags = {k: v for k, v in r.tags.items() if k != ARCHIVED_ID_TAG}
+        tags = {k: v for k, v in portable_tags(r.tags).items() if k != ARCHIVED_ID_TAG}
         if tags.get(PARENT_TAG) in ids:
             tags[PARENT_TAG] = ids[tags[PARENT_TAG]]
         out.append(replace(r, run_id=ids[r.run_id], tags=tags))
