@@ -34,6 +34,7 @@ import torch
 
 from mosgym import timing
 from mosgym.agents import load_agent_config, make_agent
+from mosgym.agents.static import RecordActions
 from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
 from mosgym.experiment.episode import EpisodeLog, RecordEpisode, run_episode
 
@@ -41,21 +42,6 @@ VARIANTS = {
     "mos-cossim": {"name": "mos-cossim", "kind": "mos", "reward": {"type": "cossim"}},
     "mos-diff": {"name": "mos-diff", "kind": "mos", "reward": {"type": "diff"}},
 }
-
-
-class RecordActions:
-    """An agent wrapper keeping every action the agent gave the env."""
-
-    def __init__(self, agent: Any) -> None:
-        self.agent, self.actions = agent, []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.agent, name)
-
-    def act(self, obs: np.ndarray) -> Any:
-        action = self.agent.act(obs)
-        self.actions.append(np.asarray(action).tolist())
-        return action
 
 
 @dataclass

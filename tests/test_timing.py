@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +20,18 @@ from mlflow.tracking import MlflowClient
 
 from mosgym import timing
 from mosgym.agents import load_agent_config, make_agent
+from mosgym.agents.static import RecordActions
 from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
 from mosgym.envs.spec import EnvSpec
 from mosgym.errors import MosgymError
 from mosgym.experiment.episode import EpisodeLog, RecordEpisode, run_episode
 from mosgym.experiment.run import main
+from tests.test_checkpoint import TINY_ENV
 
-# Three small skills and a 1-layer model: 4 env steps of 25 optimizer steps in seconds, with
-# probes, dev loss and the final decoding all running.
-TIMED_ENV: dict[str, Any] = {
-    "name": "timed",
-    "skills": [
-        {"name": "copy", "n_train": 60, "n_dev": 4, "n_probe": 4},
-        {"name": "reverse", "n_train": 40, "n_dev": 4, "n_probe": 4},
-        {"name": "add", "n_train": 30, "n_dev": 4, "n_probe": 4},
-    ],
-    "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
-    "train": {
-        "total_steps": 100,
-        "interval": 25,
-        "batch_size": 4,
-        "probe_size": 4,
-        "eval_batch_size": 8,
-        "n_eval_generate": 2,
-        "eval_max_new_tokens": 4,
-        "max_length": 48,
-    },
-}
+# test_checkpoint's three small skills and 1-layer model, with 4 env steps of 25 optimizer steps:
+# seconds, with probes, dev loss and the final decoding all running.
+TIMED_ENV: dict[str, Any] = {**copy.deepcopy(TINY_ENV), "name": "timed"}
+TIMED_ENV["train"].update(total_steps=100, interval=25, batch_size=4, probe_size=4)
 
 
 class Clock:
@@ -157,21 +143,6 @@ def test_phase_times_add_up_to_the_wall_time(
     assert "where the time went" in out
     for p in timing.PHASES:
         assert f"  {p} " in out
-
-
-class RecordActions:
-    """Wraps an agent and keeps every action it gave the env."""
-
-    def __init__(self, agent: Any) -> None:
-        self.agent, self.actions = agent, []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.agent, name)
-
-    def act(self, obs: np.ndarray) -> Any:
-        action = self.agent.act(obs)
-        self.actions.append(np.asarray(action).tolist())
-        return action
 
 
 def _episode(env: MixtureOfSkillsEnv, agent_cfg: dict[str, Any], seed: int) -> EpisodeLog:

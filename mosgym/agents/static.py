@@ -1,5 +1,6 @@
 """Static mixtures: the paper's temperature baselines (PROP, TEMP, UNI), any fixed mixture, and
-the replay of another run's actions (the same mixture path without its agent).
+the replay of another run's actions (the same mixture path without its agent; `RecordActions`
+records them).
 
 Also home of `MixtureActions`, which every mixture-minded agent (static, MoS, ODM) uses to
 turn its mixture into the env's action: logits for a continuous action space, one sampled arm
@@ -102,6 +103,22 @@ class StaticParams:
     order from every reset. The env turns each into the mixture it did then, bit for bit, so
     with the same seed the run trains on exactly that run's examples; a mixture read back from
     its log would not (the action is float32). bench/overhead.py times MoS against this."""
+
+
+class RecordActions:
+    """Wraps an agent and keeps every action it gave the env, in order: what `replay` takes
+    (`StaticParams(replay=recorder.actions)` drives the same mixture path without the agent)."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent, self.actions = agent, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.agent, name)
+
+    def act(self, obs: np.ndarray) -> Any:
+        action = self.agent.act(obs)
+        self.actions.append(np.asarray(action).tolist())
+        return action
 
 
 class StaticAgent:
