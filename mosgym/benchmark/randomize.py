@@ -18,16 +18,14 @@ an episode is always T / S env steps).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
 from mosgym.config import EnvConfig, load_env_config
 from mosgym.errors import MosgymError
-from mosgym.sim.batch import BatchSim, SimVecEnv
+from mosgym.sim.batch import BatchSim, InProcessVecEnv, SimVecEnv
 from mosgym.sim.params import parse_sim_params
 
 PER_SKILL = ("floor_loss", "rate", "exponent", "general_share", "overfit", "forget")
@@ -84,7 +82,7 @@ def randomized_config(cfg: EnvConfig, seed: int, spread: float) -> EnvConfig:
     return out
 
 
-class RandomizedSimVecEnv(VecEnv):
+class RandomizedSimVecEnv(InProcessVecEnv):
     """SB3 VecEnv over G groups of simulated runs, each group on its own randomised simulator,
     redrawn at the end of every episode. Draw k of a training run with seed s uses seed
     s * 1_000_003 + k, so the same training seed sees the same sequence of simulators."""
@@ -116,9 +114,6 @@ class RandomizedSimVecEnv(VecEnv):
         self._reset_seeds()
         return np.concatenate([part.reset() for part in self.parts])
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         assert self._actions is not None, "step_async first"
         obs, rew, done, infos = [], [], [], []
@@ -131,24 +126,8 @@ class RandomizedSimVecEnv(VecEnv):
             obs.append(o), rew.append(r), done.append(d), infos.extend(inf)
         return np.concatenate(obs), np.concatenate(rew), np.concatenate(done), infos
 
-    def close(self) -> None:
-        """Nothing to release."""
-
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         return [getattr(self, attr_name, None) for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self, attr_name, value)
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        raise MosgymError(f"RandomizedSimVecEnv has no per-env method '{method_name}'")
-
-    def env_is_wrapped(
-        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
-    ) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        return [None] * self.num_envs

@@ -267,7 +267,33 @@ class BatchSim:
         return (np.exp(delta) * keep).sum(axis=2) / self.probe_n
 
 
-class SimVecEnv(VecEnv):
+class InProcessVecEnv(VecEnv):
+    """What SB3's VecEnv asks for and a batched simulator in one process does not have: no
+    subprocesses to release, no per-env wrappers, methods or images. Subclasses step and reset."""
+
+    _actions: np.ndarray | None = None
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        raise MosgymError(f"{type(self).__name__} has no per-env method '{method_name}'")
+
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None] * self.num_envs
+
+
+class SimVecEnv(InProcessVecEnv):
     """SB3 VecEnv over a `BatchSim`: n_envs MoSSim runs in one process, no subprocesses."""
 
     def __init__(
@@ -300,9 +326,6 @@ class SimVecEnv(VecEnv):
         self._episode_len[:] = 0
         return self.batch.reset_all()
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions
-
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         assert self._actions is not None, "step_async first"
         obs, reward, done, info = self.batch.step(self._actions)
@@ -319,25 +342,9 @@ class SimVecEnv(VecEnv):
             self._episode_len[i] = 0
         return obs, reward.astype(np.float32), done, infos
 
-    def close(self) -> None:
-        """Nothing to release."""
-
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         value = getattr(self.batch, attr_name, None)
         return [value for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self.batch, attr_name, value)
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
-    ) -> list[Any]:
-        raise MosgymError(f"SimVecEnv has no per-env method '{method_name}' (one batched sim)")
-
-    def env_is_wrapped(
-        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
-    ) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        return [None] * self.num_envs
