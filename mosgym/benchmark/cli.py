@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from mosgym.benchmark.suite import BASELINES, DEFAULT_ALGOS, check_algos, load_e
 from mosgym.benchmark.train import StageCounts
 from mosgym.errors import MosgymError
 from mosgym.experiment.request import parse_seeds
+from mosgym.records.store import setup_cli_logging
 
 log = logging.getLogger("mosgym.benchmark")
 STAGES = ("all", "sim", "real", "report", "tune")
@@ -256,9 +256,7 @@ def _summary(stage: str, counts: StageCounts) -> None:
 def main(argv: list[str] | None = None) -> int:
     from mosgym.experiment import faults
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    setup_cli_logging("%(message)s")
     with faults.signal_handlers():  # SIGTERM too marks the current run KILLED before exiting
         try:
             args = build_parser().parse_args(argv)

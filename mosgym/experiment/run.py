@@ -28,6 +28,7 @@ from mosgym.experiment.request import (
     resolve_request,
     resolve_resume,
 )
+from mosgym.records.store import setup_cli_logging
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,16 +163,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging()
     try:
         args = build_parser().parse_args(argv)
     except MosgymError as e:
         print(f"mosgym: error: {e}", file=sys.stderr)
         return 2
-    # MLflow logs its database set-up at INFO on stderr; our stderr is for one-line errors.
-    # The variable covers an mlflow imported later (its import resets its loggers' level).
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     if args.quiet:
         logging.getLogger("mosgym").setLevel(logging.ERROR)
         logging.getLogger("mosgym.security").setLevel(logging.WARNING)  # trust_* warnings

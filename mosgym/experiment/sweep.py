@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from mosgym.errors import MosgymError
 from mosgym.experiment.run import add_seed_step_set_args
 from mosgym.experiment.sweep_trials import Trial, TrialOutcome
+from mosgym.records.store import setup_cli_logging
 
 log = logging.getLogger("mosgym.sweep")
 
@@ -342,14 +343,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_cli_logging()
     try:
         args = build_parser().parse_args(argv)
     except MosgymError as e:
         print(f"mosgym: error: {e}", file=sys.stderr)
         return 2
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("mosgym.sweep").setLevel(logging.ERROR if args.quiet else logging.INFO)
     return _run(args)
 

@@ -2,11 +2,13 @@
 
 MLflow opens a read-only sqlite file, or one in a folder it cannot write, and then retries the
 first write for about two minutes before it fails. A local store's file and folder are
-checked here in microseconds instead, so the user gets one clear line at once.
+checked here in microseconds instead, so the user gets one clear line at once. Also: the
+logging set-up of every command that writes to a store (MLflow's own INFO lines kept off stderr).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -56,3 +58,15 @@ def check_writable(uri: str) -> None:
             f"MLflow tracking store {uri}: {problem}; set MLFLOW_TRACKING_URI to a store you "
             "can write (e.g. sqlite:///mlflow.db in a folder of yours)"
         )
+
+
+def setup_cli_logging(fmt: str = "%(levelname)s %(name)s: %(message)s") -> None:
+    """Logging for a command-line entry point: warnings and up, and MLflow kept quiet.
+
+    MLflow logs its database set-up at INFO on stderr, and our stderr is for one-line errors.
+    The environment variable covers an mlflow imported later (its import resets its loggers'
+    level); the logger call covers one already imported.
+    """
+    logging.basicConfig(level=logging.WARNING, format=fmt)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
