@@ -464,3 +464,19 @@ def test_exported_tags_leave_out_who_ran_and_where() -> None:
         "mlflow.source.name": "ipykernel.py"
     }
     assert portable_tags({"mlflow.source.name": "run.py"}) == {"mlflow.source.name": "run.py"}
+
+
+def test_exported_params_name_checkout_files_relative_to_it() -> None:
+    from mosgym.records.archive import portable_params
+
+    repo = Path(__file__).resolve().parents[1]
+    params = {
+        "agent.params.path": str(repo / "agents" / ".." / "policies" / "p.zip"),
+        "env.skills.0.path": "/data/elsewhere/a.jsonl",
+        "train.lr": "0.001",
+    }
+    assert portable_params(params) == {
+        "agent.params.path": "policies/p.zip",
+        "env.skills.0.path": "/data/elsewhere/a.jsonl",
+        "train.lr": "0.001",
+    }

@@ -9,8 +9,9 @@ The files and their format: mosgym.records.archive_format. What is archived, and
   keeps its parent's id in tag mlflow.parentRunId. `import` makes new ids, rewrites the parent
   tags to them and keeps the archived id in tag mosgym.archive.run_id, which `export` reads back:
   export -> import -> export gives the same bytes.
-- Machine noise is left out: tag mlflow.user, and mlflow.source.name becomes relative to the
-  checkout (a script elsewhere keeps its file name).
+- Machine noise is left out: tag mlflow.user; mlflow.source.name, and params holding an
+  absolute path inside the checkout, become relative to it (a script elsewhere keeps its file
+  name). config.yaml is copied byte for byte, its resolved paths included.
 - Archived: the active runs, except comparison runs (mosgym.kind=comparison: outputs of
   mosgym.compare, rebuilt from the runs, and one more each time a report is made). Of the
   artifacts only config.yaml: prob_log.csv and the plots are drawn from the metrics.
@@ -79,32 +80,48 @@ def record_of(client: Any, run: Any) -> RunRecord:
 
 
 # Tags that say who ran a run and where its script lay on that machine: a user name and an
-# absolute path, noise in a published archive. The script's name stays, relative to the repo.
+# absolute path, noise in a published archive. The script's name stays, relative to the repo;
+# so do params that name a file in the checkout (e.g. an sb3-policy's resolved .zip path).
 _MACHINE_TAGS = ("mlflow.user",)
 _SOURCE_TAG = "mlflow.source.name"
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _relative_to_checkout(value: str) -> str:
+    """An absolute path inside the checkout, relative to it; any other value unchanged."""
+    if not os.path.isabs(value):
+        return value
+    path = Path(os.path.normpath(value))
+    return str(path.relative_to(_REPO)) if path.is_relative_to(_REPO) else value
 
 
 def portable_tags(tags: dict[str, str]) -> dict[str, str]:
-    """`tags` without the machine-specific ones; the source script relative to the checkout."""
+    """`tags` without the machine-specific ones; the source script relative to the checkout
+    (a script elsewhere keeps its file name only)."""
     out = {k: v for k, v in tags.items() if k not in _MACHINE_TAGS}
     source = out.get(_SOURCE_TAG)
     if source and os.path.isabs(source):
-        repo = Path(__file__).resolve().parents[2]
-        path = Path(source)
-        out[_SOURCE_TAG] = str(path.relative_to(repo)) if path.is_relative_to(repo) else path.name
+        relative = _relative_to_checkout(source)
+        out[_SOURCE_TAG] = relative if relative != source else Path(source).name
     return out
+
+
+def portable_params(params: dict[str, str]) -> dict[str, str]:
+    """`params` with absolute paths inside the checkout made relative to it."""
+    return {k: _relative_to_checkout(v) for k, v in params.items()}
 
 
 def archived_ids(records: list[RunRecord]) -> list[RunRecord]:
     """Runs that `import` made get back their archived id, and so does their children's tag;
-    machine-specific tags are left out (portable_tags)."""
+    machine-specific tags are left out and checkout paths made relative (portable_tags,
+    portable_params)."""
     ids = {r.run_id: r.tags.get(ARCHIVED_ID_TAG, r.run_id) for r in records}
     out = []
     for r in records:
         tags = {k: v for k, v in portable_tags(r.tags).items() if k != ARCHIVED_ID_TAG}
         if tags.get(PARENT_TAG) in ids:
             tags[PARENT_TAG] = ids[tags[PARENT_TAG]]
-        out.append(replace(r, run_id=ids[r.run_id], tags=tags))
+        out.append(replace(r, run_id=ids[r.run_id], tags=tags, params=portable_params(r.params)))
     return out
 
 
