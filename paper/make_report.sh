@@ -32,9 +32,16 @@ cmp table2 --agents $table2
 cmp table3 --agents static-temp mos-prior-tau1 mos-prior-tau10 mos-cossim-ema
 cmp table5 --agents static-temp mos-cossim-ema mospec-cossim mospec-diff
 cmp rl --agents static-temp mos-cossim-ema mos-prior-tau1 odm ppo a2c sac ppo-from-sim
+echo "== smollm2"   # the pretrained model (issue 16); kept as it is when those runs are absent
+if ! err=$($PY -m mosgym.compare ${SRC[@]+"${SRC[@]}"} --out "$OUT/smollm2" \
+    --experiment "${SMOLLM2_EXPERIMENT:-paper-skills-smollm2}" --reference static-prop \
+    --n-boot "${N_BOOT:-2000}" 2>&1 >/dev/null); then
+  echo "smollm2: block kept ($err)"
+fi
 echo "== fidelity"
 $PY -m mosgym.fidelity ${SRC[@]+"${SRC[@]}"} --real "$EXP" --sim "$SIM_EXP" \
   --agents static-prop static-temp static-uni mos-cossim-ema > "$OUT/fidelity.md"
 cp envs/sim-skills-tiny.report.md "$OUT/calibration.md"
 $PY paper/fill_readme.py ${SRC[@]+"${SRC[@]}"} --experiments "$EXP" calib-skills-tiny "$SIM_EXP" \
+  "${SMOLLM2_EXPERIMENT:-paper-skills-smollm2}" \
   --results "$OUT" "$README"

