@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 EXP=${EXPERIMENT:-paper-skills-tiny}
 SIM_EXP=${SIM_EXPERIMENT:-paper-sim-skills-tiny}
+SMOLLM2_EXP=${SMOLLM2_EXPERIMENT:-paper-skills-smollm2}
 OUT=${RESULTS:-paper/results}
 README=${README:-paper/README.md}
 if [[ -z ${ARCHIVE+set} && -d paper/archive ]]; then ARCHIVE=paper/archive; fi
@@ -34,7 +35,7 @@ cmp table5 --agents static-temp mos-cossim-ema mospec-cossim mospec-diff
 cmp rl --agents static-temp mos-cossim-ema mos-prior-tau1 odm ppo a2c sac ppo-from-sim
 echo "== smollm2"   # the pretrained model (issue 16); kept as it is when those runs are absent
 if ! err=$($PY -m mosgym.compare ${SRC[@]+"${SRC[@]}"} --out "$OUT/smollm2" \
-    --experiment "${SMOLLM2_EXPERIMENT:-paper-skills-smollm2}" --reference static-prop \
+    --experiment "$SMOLLM2_EXP" --reference static-prop \
     --n-boot "${N_BOOT:-2000}" 2>&1 >/dev/null); then
   echo "smollm2: block kept ($err)"
 fi
@@ -43,5 +44,5 @@ $PY -m mosgym.fidelity ${SRC[@]+"${SRC[@]}"} --real "$EXP" --sim "$SIM_EXP" \
   --agents static-prop static-temp static-uni mos-cossim-ema > "$OUT/fidelity.md"
 cp envs/sim-skills-tiny.report.md "$OUT/calibration.md"
 $PY paper/fill_readme.py ${SRC[@]+"${SRC[@]}"} --experiments "$EXP" calib-skills-tiny "$SIM_EXP" \
-  "${SMOLLM2_EXPERIMENT:-paper-skills-smollm2}" \
+  "$SMOLLM2_EXP" \
   --results "$OUT" "$README"
