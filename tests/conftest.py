@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -30,18 +31,22 @@ FAST_ENV = [
 ]
 
 
+def _mosgym_logger_levels() -> dict[str, int]:
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "mosgym"]
+    return {n: logging.getLogger(n).level for n in names}
+
+
+# The levels before any test ran. Restoring to these, not to the levels a test started with,
+# matters: a module-scoped fixture that runs a CLI in-process (`-q` raises mosgym's logger to
+# ERROR) does so before the first test's snapshot would be taken.
+_BASELINE_LEVELS = _mosgym_logger_levels()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Every test gets its own MLflow store and tokenization cache; no run is left active, and
-    no logger level a CLI set (`-q` raises mosgym's to ERROR) leaks into the next test, where it
-    would hide the warnings that test checks with caplog."""
-    import logging
-
-    def logger_levels() -> dict[str, int]:
-        names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "mosgym"]
-        return {n: logging.getLogger(n).level for n in names}
-
-    levels_before = logger_levels()
+    no logger level a CLI set leaks into the next test, where it would hide the warnings that
+    test checks with caplog."""
     base = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{base}/mlflow.db")
     monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
@@ -60,8 +65,8 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     import mlflow.tracking.fluent
 
     mlflow.tracking.fluent._active_experiment_id = None
-    for name in logger_levels():
-        logging.getLogger(name).setLevel(levels_before.get(name, logging.NOTSET))
+    for name in _mosgym_logger_levels():
+        logging.getLogger(name).setLevel(_BASELINE_LEVELS.get(name, logging.NOTSET))
 
 
 @pytest.fixture
