@@ -80,6 +80,17 @@ class ModelConfig:
     """Trade compute for memory on large models."""
     compile: bool = False
     """torch.compile the model (GPU; first steps are slow)."""
+    freeze_embeddings: bool = False
+    """Train everything but the input embeddings (and the output head when it is tied to them,
+    as in SmolLM2 and Qwen): their weight gradient is the largest matmul of a small LLM's step."""
+    lora_r: int = 0
+    """LoRA rank (peft, `pip install 'mosgym[lora]'`): train low-rank adapters only; 0 trains
+    every weight (full fine-tuning, as in the paper)."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
+    lora_target_modules: str = "all-linear"
+    """Modules that get adapters: 'all-linear' (every linear layer but the output head) or a
+    regular expression over module names, e.g. '.*(q_proj|v_proj)'."""
 
 
 @dataclass

@@ -120,6 +120,7 @@ def load_model(cfg: ModelConfig, seed: int = 0) -> LoadedModel:
         model, tok = _from_pretrained(cfg.name, cfg, dtype, attn, gguf_file=cfg.gguf_file)
     _prepare_tokenizer(tok)
     model.to(device=device, dtype=dtype)
+    model = _choose_trainable(model, cfg, seed)
     if cfg.gradient_checkpointing:  # renamed in transformers 5; keep 4.x working
         enable = getattr(model, "activation_checkpointing_enable", None)
         (enable or model.gradient_checkpointing_enable)()
@@ -127,7 +128,15 @@ def load_model(cfg: ModelConfig, seed: int = 0) -> LoadedModel:
         model.base_model.compile()
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("model %s: %.2fM parameters on %s (%s)", cfg.name, n_params / 1e6, device, dtype)
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info(
+        "model %s: %.2fM parameters (%.2fM trained) on %s (%s)",
+        cfg.name,
+        n_params / 1e6,
+        n_trained / 1e6,
+        device,
+        dtype,
+    )
     return LoadedModel(
         model=model,
         tokenizer=tok,
@@ -136,6 +145,46 @@ def load_model(cfg: ModelConfig, seed: int = 0) -> LoadedModel:
         n_params=n_params,
         autocast_dtype=autocast_dtype,
     )
+
+
+def _choose_trainable(model: PreTrainedModel, cfg: ModelConfig, seed: int) -> PreTrainedModel:
+    """Full fine-tuning by default; frozen embeddings and/or LoRA adapters when configured.
+
+    The learner's optimizer takes the parameters that require a gradient, so freezing here is
+    all it takes. Rewards read losses and hidden states, never gradients, so they are defined
+    the same way whatever is trained.
+    """
+    if cfg.lora_r < 0:
+        raise MosgymError(f"model.lora_r must be >= 0 (0 = full fine-tuning), got {cfg.lora_r}")
+    if cfg.freeze_embeddings:
+        # A tied output head shares this weight, so it is frozen with it.
+        model.get_input_embeddings().requires_grad_(False)
+    if cfg.lora_r == 0:
+        return model
+    if importlib.util.find_spec("peft") is None:
+        raise MosgymError("model.lora_r needs peft: pip install 'mosgym[lora]' (or set lora_r=0)")
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=cfg.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+    # fork_rng: the adapters' init is a function of `seed` only, like the tiny model's weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            # The adapters are injected into the model's own modules; keep the model, not
+            # peft's wrapper, so the learner's direct calls (base model, output head,
+            # generate) run through them unchanged.
+            return get_peft_model(model, lora).get_base_model()
+        except ValueError as e:  # e.g. a target_modules pattern that matches nothing
+            first = str(e).strip().splitlines()[0]
+            raise MosgymError(
+                f"model.lora_target_modules {cfg.lora_target_modules!r}: {first}"
+            ) from None
 
 
 def _build_tiny(
