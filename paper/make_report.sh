@@ -7,7 +7,7 @@
 # paper/archive exists. To refresh the archive after re-running: python -m mosgym.export
 #   --experiment paper-skills-tiny --experiment calib-skills-tiny
 #   --experiment paper-sim-skills-tiny --out paper/archive
-# Prerequisites for MLflow: bash paper/run_skills_tiny.sh, bash paper/calibrate_skills_tiny.sh,
+# Prerequisites for MLflow: bash paper/run_skills_tiny.sh, bash paper/calibrate.sh,
 # bash paper/sim_to_real.sh (the same MLFLOW_TRACKING_URI for all).
 # RESULTS and README name other output places, N_BOOT the bootstrap samples (the tests use them).
 set -euo pipefail
@@ -16,6 +16,8 @@ PY=${PYTHON:-python}
 EXP=${EXPERIMENT:-paper-skills-tiny}
 SIM_EXP=${SIM_EXPERIMENT:-paper-sim-skills-tiny}
 SMOLLM2_EXP=${SMOLLM2_EXPERIMENT:-paper-skills-smollm2}
+SMOLLM2_SIM_EXP=${SMOLLM2_SIM_EXPERIMENT:-paper-sim-skills-smollm2}
+SMOLLM2_FIDELITY_AGENTS="static-prop static-temp static-uni mos-cossim-ema mos-diff-ema mos-prior-tau1"
 OUT=${RESULTS:-paper/results}
 README=${README:-paper/README.md}
 if [[ -z ${ARCHIVE+set} && -d paper/archive ]]; then ARCHIVE=paper/archive; fi
@@ -43,6 +45,18 @@ echo "== fidelity"
 $PY -m mosgym.fidelity ${SRC[@]+"${SRC[@]}"} --real "$EXP" --sim "$SIM_EXP" \
   --agents static-prop static-temp static-uni mos-cossim-ema > "$OUT/fidelity.md"
 cp envs/sim-skills-tiny.report.md "$OUT/calibration.md"
+echo "== SmolLM2 simulator: calibration and fidelity"   # kept as they are when absent
+if [[ -f envs/sim-skills-smollm2.report.md ]]; then
+  cp envs/sim-skills-smollm2.report.md "$OUT/calibration-smollm2.md"
+fi
+# Written to a temporary file first: a failed fidelity never leaves half a table behind.
+if err=$($PY -m mosgym.fidelity ${SRC[@]+"${SRC[@]}"} --real "$SMOLLM2_EXP" \
+    --sim "$SMOLLM2_SIM_EXP" --agents $SMOLLM2_FIDELITY_AGENTS 2>&1 >"$OUT/.fidelity-smollm2"); then
+  mv "$OUT/.fidelity-smollm2" "$OUT/fidelity-smollm2.md"
+else
+  rm -f "$OUT/.fidelity-smollm2"
+  echo "fidelity-smollm2: block kept (${err##*$'\n'})"
+fi
 $PY paper/fill_readme.py ${SRC[@]+"${SRC[@]}"} --experiments "$EXP" calib-skills-tiny "$SIM_EXP" \
-  "$SMOLLM2_EXP" \
+  "$SMOLLM2_EXP" calib-skills-smollm2 "$SMOLLM2_SIM_EXP" \
   --results "$OUT" "$README"

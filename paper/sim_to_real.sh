@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# Simulator experiments on the calibrated envs/sim-skills-tiny.yaml (after calibrate_skills_tiny.sh):
-#  1. fidelity: PROP, TEMP, UNI and MoS on the simulator, same seeds as the real runs;
-#  2. sim-to-real: PPO trained in the simulator (policies/ppo-sim-skills-tiny.zip and
-#     agents/ppo-from-sim.yaml), then deployed on the real env for 5 seeds.
+# Simulator experiments on a calibrated envs/sim-<env>.yaml (after paper/calibrate.sh):
+#  1. fidelity: static heuristics and MoS on the simulator, same seeds as the real runs;
+#  2. sim-to-real: PPO trained in the simulator (policies/ppo-sim-<env>.zip and
+#     agents/<DEPLOY_AGENT>.yaml), then deployed on the real env.
+# Usage: bash paper/sim_to_real.sh                      (skills-tiny, 5 seeds)
+#        ENV=skills-smollm2 SEEDS=0-2 DEPLOY_AGENT=ppo-from-sim-smollm2 \
+#          AGENTS="static-prop static-temp static-uni mos-cossim-ema mos-diff-ema mos-prior-tau1" \
+#          bash paper/sim_to_real.sh                    (the pretrained model)
+#        STAGE=sim | STAGE=deploy                       (only the simulator part / the deployment)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 SEEDS=${SEEDS:-0-4}
-EXPERIMENT=${EXPERIMENT:-paper-skills-tiny}
-SIM_EXPERIMENT=${SIM_EXPERIMENT:-paper-sim-skills-tiny}
+ENV=${ENV:-skills-tiny}
+SIM_ENV=sim-$ENV
+EXPERIMENT=${EXPERIMENT:-paper-$ENV}
+SIM_EXPERIMENT=${SIM_EXPERIMENT:-paper-sim-$ENV}
+AGENTS=${AGENTS:-static-prop static-temp static-uni mos-cossim-ema}
+DEPLOY_AGENT=${DEPLOY_AGENT:-ppo-from-sim}
 if [ "${STAGE:-all}" != deploy ]; then
-  for agent in static-prop static-temp static-uni mos-cossim-ema; do
-    $PY -m mosgym.run --env sim-skills-tiny --agent "$agent" --seeds "$SEEDS" \
+  for agent in $AGENTS; do
+    $PY -m mosgym.run --env "$SIM_ENV" --agent "$agent" --seeds "$SEEDS" \
       --experiment "$SIM_EXPERIMENT" --checkpoint-every 0 --no-progress -q > /dev/null
   done
-  $PY -m mosgym.sim2real --env envs/sim-skills-tiny.yaml --agent agents/ppo.yaml \
+  $PY -m mosgym.sim2real --env "envs/$SIM_ENV.yaml" --agent agents/ppo.yaml \
     --timesteps 200000 --n-envs 16 --seed 0 --set reward.type=mean_progress \
     --set params.hyperparams.gamma=0.99 --set params.hyperparams.n_steps=64 \
     --set params.hyperparams.batch_size=256 --threads 1 \
-    --out policies/ppo-sim-skills-tiny.zip --agent-out agents/ppo-from-sim.yaml
+    --out "policies/ppo-$SIM_ENV.zip" --agent-out "agents/$DEPLOY_AGENT.yaml"
 fi
 if [ "${STAGE:-all}" != sim ]; then
-  $PY -m mosgym.run --agent ppo-from-sim --seeds "$SEEDS" --experiment "$EXPERIMENT" \
-    --checkpoint-every 0 --no-progress -q
+  $PY -m mosgym.run --env "$ENV" --agent "$DEPLOY_AGENT" --seeds "$SEEDS" \
+    --experiment "$EXPERIMENT" --checkpoint-every 0 --no-progress -q
 fi

@@ -33,7 +33,7 @@ from mosgym.sim.learner import SimLearner
 
 ROOT = Path(__file__).resolve().parents[1]
 # A frozen copy of the calibrated simulator the numbers were recorded on: recalibrating
-# envs/sim-skills-tiny.yaml (paper/calibrate_skills_tiny.sh) changes its parameters, not the code.
+# envs/sim-skills-tiny.yaml (paper/calibrate.sh) changes its parameters, not the code.
 TINY_YAML = str(ROOT / "tests" / "golden" / "sim-skills-tiny.yaml")
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sim_rollouts.json"
 
