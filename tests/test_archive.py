@@ -35,6 +35,7 @@ from tests.test_compare import CURVES, WEIGHTS, log_run
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = b"name: skills\ntrain:\n  total_steps: 40  # the resolved config, byte for byte\n"
+CALIB_CONFIG = "env:\n  train: {total_steps: 999, probe_size: 24}\nagent: {name: mix}\n"
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -81,7 +82,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 client.log_metric(rid, "wall_time_s", 50.0 + 10 * seed + k / 3)
     calib = _experiment(client, "calib", root)
     for i, mix in enumerate(MIXES[:3]):
-        log_calibration_run(client, calib, NAMES, mix, seed=i, agent=f"mix{i}")
+        rid = log_calibration_run(client, calib, NAMES, mix, seed=i, agent=f"mix{i}")
+        # A static run logs no probe_size param: calibrate reads it from here (the params win
+        # where both say something: total_steps stays the param's 600).
+        client.log_text(rid, CALIB_CONFIG, "config.yaml")
     archive = root / "archive"
     export(client, ["skills", "real", "sim", "calib"], archive)
     return {"client": client, "root": root, "archive": archive, "parent": parent}
@@ -139,6 +143,7 @@ def test_fidelity_and_calibrate_read_an_archive_to_the_last_digit(store) -> None
     assert (got_c.skill_names, got_c.train, got_c.tokens_per_example) == (
         want_c.skill_names, want_c.train, want_c.tokens_per_example,
     )  # fmt: skip
+    assert got_c.train == {"total_steps": 600, "interval": 30, "batch_size": 16, "probe_size": 24}
     np.testing.assert_array_equal(got_c.train_sizes, want_c.train_sizes)
     for g, w in zip(got_c.runs, want_c.runs, strict=True):
         assert (g.run_id, g.group) == (w.run_id, w.group)

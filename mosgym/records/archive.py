@@ -44,7 +44,7 @@ from mosgym.records.archive_format import (
     safe_name,
     write_run,
 )
-from mosgym.records.runs import KIND_TAG, experiment_id, make_client, search_all
+from mosgym.records.runs import KIND_TAG, experiment_id, make_client, run_config, search_all
 
 ARCHIVED_ID_TAG, PARENT_TAG = "mosgym.archive.run_id", "mlflow.parentRunId"
 
@@ -60,13 +60,6 @@ def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(int(m.step), float(m.value)) for m in hist]
 
 
-def _config(client: Any, run_id: str) -> bytes | None:
-    if CONFIG_FILE not in {a.path for a in client.list_artifacts(run_id)}:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        return Path(client.download_artifacts(run_id, CONFIG_FILE, tmp)).read_bytes()
-
-
 def record_of(client: Any, run: Any) -> RunRecord:
     """An MLflow run as a record, under its store's run id (see archived_ids)."""
     info, data = run.info, run.data
@@ -75,7 +68,7 @@ def record_of(client: Any, run: Any) -> RunRecord:
         None if info.end_time is None else int(info.end_time), dict(data.tags),
         dict(data.params), {k: float(v) for k, v in data.metrics.items()},
         {k: _history(client, info.run_id, k) for k in data.metrics},
-        _config(client, info.run_id),
+        run_config(client, info.run_id),
     )  # fmt: skip
 
 

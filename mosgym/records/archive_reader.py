@@ -15,6 +15,7 @@ from typing import Any
 
 from mosgym.errors import MosgymError
 from mosgym.records.archive_format import (
+    CONFIG_FILE,
     RunRecord,
     open_archive,
     read_histories,
@@ -24,7 +25,8 @@ from mosgym.records.archive_format import (
 
 
 class ArchiveReader:
-    """get_experiment_by_name, search_experiments, search_runs, get_run, get_metric_history."""
+    """get_experiment_by_name, search_experiments, search_runs, get_run, get_metric_history,
+    and the one artifact an archive keeps (config.yaml): list_artifacts, download_artifacts."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -103,13 +105,44 @@ class ArchiveReader:
         from mlflow.entities import Metric
 
         if run_id not in self._histories:
-            self.get_run(run_id)  # loads the run's experiment, or raises as MLflow does
-            rec, folder = self._records[run_id]
+            folder = self._folder(run_id)
+            rec = self._records[run_id][0]
             self._histories[run_id] = {
                 k: [Metric(k, v, rec.start_time + i, s) for i, (s, v) in enumerate(rows)]
                 for k, rows in read_histories(folder).items()
             }
         return list(self._histories[run_id].get(key, []))
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
+        """config.yaml when the run has one (the only artifact archived), as MLflow lists it."""
+        from mlflow.entities import FileInfo
+
+        config = self._folder(run_id) / CONFIG_FILE
+        if path or not config.exists():
+            return []
+        return [FileInfo(CONFIG_FILE, False, config.stat().st_size)]
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
+        """A copy of the artifact in dst_path (a new temporary folder when None), as MLflow."""
+        import shutil
+        import tempfile
+
+        src = self._folder(run_id) / path
+        if path != CONFIG_FILE or not src.exists():
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+            raise MlflowException(
+                f"run {run_id} has no artifact {path!r} in {self.tracking_uri}",
+                RESOURCE_DOES_NOT_EXIST,
+            )
+        dst = Path(dst_path or tempfile.mkdtemp()) / path
+        shutil.copyfile(src, dst)
+        return str(dst)
+
+    def _folder(self, run_id: str) -> Path:
+        self.get_run(run_id)  # loads the run's experiment, or raises as MLflow does
+        return self._records[run_id][1]
 
 
 def _entity(rec: RunRecord, exp_id: str, folder: Path) -> Any:

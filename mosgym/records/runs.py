@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mosgym.errors import MosgymError
+from mosgym.records.archive_format import CONFIG_FILE
 
 KIND_TAG, AGENT_TAG, SEED_TAG = "mosgym.kind", "mosgym.agent", "mosgym.seed"
 FORMAT_TAG = "mosgym.format"
@@ -125,6 +126,18 @@ def search_all(
         token = page.token
         if not token:
             return out
+
+
+def run_config(client: Any, run_id: str) -> bytes | None:
+    """The run's resolved config artifact (config.yaml) as written, or None when it has none;
+    from an MLflow store or a run archive alike."""
+    import tempfile
+    from pathlib import Path
+
+    if CONFIG_FILE not in {a.path for a in client.list_artifacts(run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, CONFIG_FILE, tmp)).read_bytes()
 
 
 def _requested_runs(client: Any, exp_id: str, run_ids: list[str]) -> list[Any]:

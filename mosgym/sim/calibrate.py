@@ -33,7 +33,7 @@ import yaml
 
 from mosgym.config import read_yaml
 from mosgym.errors import MosgymError
-from mosgym.records.runs import make_client
+from mosgym.records.runs import make_client, run_config
 from mosgym.sim.fit import FitResult, RunCurves, fit_report, fit_sim_params, split_holdout
 from mosgym.sim.learner import parse_sim_params
 
@@ -181,11 +181,28 @@ def read_runs(
             f"calibration: no run of '{experiment}' at {uri} has dev_loss/examples metrics "
             "from step 0 for every skill"
         )
-    params = runs[0].data.params
-    train = {k: v for k in TRAIN_KEYS if (v := _int_or_none(params.get(f"env.train.{k}")))}
     return CalibrationData(
-        names, np.array(sizes, dtype=np.int64), curves, train, _tokens_per_example(runs, names)
+        names,
+        np.array(sizes, dtype=np.int64),
+        curves,
+        _train_settings(client, runs[0]),
+        _tokens_per_example(runs, names),
     )
+
+
+def _train_settings(client: Any, run: Any) -> dict[str, int]:
+    """The budget and probe size the simulator copies from the real env, from the run's params,
+    then from its config.yaml for what the params leave out: a static run logs no probe_size
+    (it probes nothing), yet the simulator must probe as many examples as the env it stands
+    for, or its MoS rewards are less noisy than the real ones."""
+    params = run.data.params
+    train = {k: v for k in TRAIN_KEYS if (v := _int_or_none(params.get(f"env.train.{k}")))}
+    if len(train) < len(TRAIN_KEYS) and (raw := run_config(client, run.info.run_id)):
+        logged = ((yaml.safe_load(raw) or {}).get("env") or {}).get("train") or {}
+        for k in TRAIN_KEYS:
+            if k not in train and (v := _int_or_none(logged.get(k))) is not None:
+                train[k] = v
+    return train
 
 
 def _tokens_per_example(runs: list[Any], names: list[str]) -> list[int]:
