@@ -144,6 +144,12 @@ def test_smollm2_gguf_loads_and_answers() -> None:
     with torch.inference_mode():
         (answer,) = greedy_answers(loaded, x, torch.ones_like(x), max_new_tokens=12)
     assert "Paris" in answer
+    # Dequantized on load, so a transformers Trainer (MixtureCallback, TRL, bench/throughput.py)
+    # must accept it for fine-tuning; it refused while the model kept the GGUF quantizer's marks.
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    validate_quantization_for_training(loaded.model)
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
 
 
 @pytest.mark.slow

@@ -289,7 +289,24 @@ def _from_pretrained(
             f"model.name {name!r}: could not load ({first}); give a local checkpoint directory, "
             "a hub id (needs network), 'tiny' or 'smollm2-gguf'"
         ) from None
+    if gguf_file:
+        _unmark_dequantized_gguf(model)
     return model, tok
+
+
+def _unmark_dequantized_gguf(model: PreTrainedModel) -> None:
+    """A GGUF checkpoint that transformers dequantized on load is a plain float model, but it
+    stays marked as quantized (hf_quantizer, is_quantized), and transformers' Trainer, hence
+    TRL and mosgym's MixtureCallback, refuse to fine-tune a model so marked. Drop the marks
+    when nothing stayed packed (every parameter a float tensor, no GGUF layer left), exactly
+    as if the same weights had been saved and loaded back."""
+    packed = any("gguf" in type(m).__name__.lower() for m in model.modules())
+    if packed or not all(p.is_floating_point() for p in model.parameters()):
+        return
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def _prepare_tokenizer(tok: PreTrainedTokenizerBase) -> None:
