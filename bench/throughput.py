@@ -8,6 +8,8 @@ excluded). On CUDA both run bf16 mixed precision; MFU = 6 * params * tokens/s / 
 
     python bench/throughput.py                          # tiny model on CPU
     python bench/throughput.py --env envs/mos-demo-smollm2.yaml --batch 16 --steps 40  # GPU
+    python bench/throughput.py --env envs/skills-smollm2.yaml --batch 8 --steps 20 --warmup 4 \
+        --threads 1 [--set train.fused_adamw=true]                  # SmolLM2 on CPU
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def _collate(pad_id: int):  # noqa: ANN202
     return collate
 
 
+def fused_adamw(learner: HFLearner) -> bool:
+    return bool(learner.optimizer.defaults.get("fused"))
+
+
 def time_trainer(learner: HFLearner, batches: list[np.ndarray], warmup: int) -> float:
     """Seconds for the Trainer's steps after `warmup`, on a fresh copy of the initial model."""
     learner.reset(0)  # initial weights back in the shared model object
@@ -104,6 +110,9 @@ def time_trainer(learner: HFLearner, batches: list[np.ndarray], warmup: int) -> 
         dataloader_num_workers=0,
         seed=0,
         disable_tqdm=True,
+        # The same AdamW kernel as the learner's (the Trainer's default is the fused one, which
+        # the learner uses on CPU only with train.fused_adamw=true): the same updates, timed.
+        optim="adamw_torch_fused" if fused_adamw(learner) else "adamw_torch",
     )
     timer = _Timer(warmup)
     trainer = Trainer(
@@ -170,7 +179,8 @@ def main() -> None:
     print(
         f"model {cfg.model.name} ({n_params / 1e6:.2f}M params) on {learner.device}, "
         f"batch {args.batch} (mean {mean_len:.0f} tokens/example), "
-        f"{args.steps - args.warmup} timed steps, {args.repeats} repeats"
+        f"{args.steps - args.warmup} timed steps, {args.repeats} repeats, "
+        f"{'fused' if fused_adamw(learner) else 'default (for-loop)'} AdamW kernel in both"
     )
     print(f"mosgym learner : {a:>12,.0f} tokens/s  ({6 * n_params * a / 1e12:.3f} TFLOP/s)")
     print(f"HF Trainer     : {b:>12,.0f} tokens/s  ({6 * n_params * b / 1e12:.3f} TFLOP/s)")

@@ -562,3 +562,14 @@ def test_lora_without_peft_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
     )
     with pytest.raises(MosgymError, match=r"mosgym\[lora\]"):
         load_model(ModelConfig(**{**TINY.__dict__, "lora_r": 2}))
+
+
+def test_fused_adamw_is_opt_in_on_cpu_and_trains_alike() -> None:
+    """null keeps CPU runs on the default AdamW kernel (their published numbers); true uses the
+    fused kernel there too: the same training up to float rounding, not bit for bit."""
+    default, fused = make_learner(), make_learner(fused_adamw=True)
+    assert not default.optimizer.defaults.get("fused")
+    assert fused.optimizer.defaults.get("fused") is True
+    a = default.train(UNIFORM, 4).step_losses
+    b = fused.train(UNIFORM, 4).step_losses
+    np.testing.assert_allclose(a, b, rtol=1e-5)

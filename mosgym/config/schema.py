@@ -113,6 +113,11 @@ class TrainConfig:
     """Share of total_steps with linear warm-up, followed by linear decay to 0 (the paper)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm; 0 turns clipping off."""
+    fused_adamw: bool | None = None
+    """torch's fused AdamW kernel. null: on CUDA only (CPU runs keep the numbers of the default
+    kernel); true on CPU makes the optimizer step of a 135M-parameter model ~3x faster on one
+    thread (0.2 s against 0.6-0.9 s; the Trainer's default) but not bit-identical to the
+    default kernel (about 1e-10 a step)."""
     max_length: int = 128
     """Token limit per example; longer examples are truncated and counted."""
     sampling: str = "per_example"

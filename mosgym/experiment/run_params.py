@@ -36,6 +36,7 @@ REAL_ALWAYS = ("model.name", "train.lr", "train.max_length", "train.probe_size")
 # What the simulator ignores: it has no model, optimiser, tokenizer or decoding.
 SIM_IGNORES = (
     "model.", "train.lr", "train.weight_decay", "train.warmup_ratio", "train.max_grad_norm",
+    "train.fused_adamw",
     "train.max_length", "train.grad_accum", "train.group_by_length", "train.eval_batch_size",
     "train.eval_max_new_tokens", "train.n_eval_generate", "train.parallel",
 )  # fmt: skip

@@ -117,7 +117,9 @@ class HFLearner(EvalSignals):
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.cfg.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
-        fused = self.device.type == "cuda"
+        fused = self.cfg.fused_adamw
+        if fused is None:
+            fused = self.device.type == "cuda"
         return torch.optim.AdamW(groups, lr=self.cfg.lr, fused=fused or None)
 
     def _draw_probe_plan(self) -> list[np.ndarray]:
