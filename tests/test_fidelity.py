@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -41,6 +42,19 @@ def test_spearman_matches_the_hand_computed_value(client) -> None:
     table = fidelity.markdown(got, "real", "sim")
     assert "| c | 3.1000 (2) | 3 | 20.0000 (2) | 2 |" in table
     assert "**0.800**" in table
+
+
+def test_tied_agents_share_their_average_rank() -> None:
+    """Three agents with the same losses (as UNI, ODM and MoS when they sample alike) get one
+    rank in the table, the one Spearman's rho counts with; no arbitrary order among them."""
+    f = fidelity.Fidelity(
+        ["u", "o", "m", "p"], np.array([0.8, 0.8, 0.8, 0.9]), np.array([1.0, 2.0, 3.0, 4.0]),
+        [3] * 4, [3] * 4, 0.775,
+    )  # fmt: skip
+    table = fidelity.markdown(f, "real", "sim")
+    assert "| u | 0.8000 (3) | 2 | 1.0000 (3) | 1 |" in table
+    assert "| m | 0.8000 (3) | 2 | 3.0000 (3) | 3 |" in table
+    assert "| p | 0.9000 (3) | 4 | 4.0000 (3) | 4 |" in table
 
 
 def test_identical_rankings_give_one(client) -> None:

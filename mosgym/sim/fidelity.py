@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 from mosgym.errors import MosgymError
 from mosgym.records.runs import load_runs, make_client
@@ -85,8 +85,9 @@ def measure(client: object, real_exp: str, sim_exp: str, agents: list[str]) -> F
     )
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(x)) + 1
+def _ranks(x: np.ndarray) -> list[str]:
+    """1 = lowest loss; tied agents share their average rank, as in the Spearman rho."""
+    return [f"{r:g}" for r in rankdata(x)]
 
 
 def markdown(f: Fidelity, real_exp: str, sim_exp: str) -> str:
