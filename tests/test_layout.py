@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "mosgym"
 
 # Lowest first. A module's stage is the longest prefix of its dotted name listed here.
@@ -127,3 +129,26 @@ def test_every_folder_is_a_package() -> None:
     for f in folders:
         doc = ast.get_docstring(ast.parse((f / "__init__.py").read_text()))
         assert doc and len(doc) > 80, f"{f.relative_to(PACKAGE)}/__init__.py: no docstring"
+
+
+def test_the_console_script_runs_every_command_and_each_help_shows_examples(capsys) -> None:
+    """`mosgym` as installed (pip install -e .) lists the commands; every command's --help
+    has its examples; an unknown command is one error line and exit 2."""
+    import shutil
+    import subprocess
+    import sys
+
+    from mosgym import cli
+
+    script = shutil.which("mosgym", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the console script is not installed next to this Python")
+    out = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and all(name in out.stdout for name in cli.COMMANDS)
+    bad = subprocess.run([script, "nosuch"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nosuch" in bad.stderr
+    for name in cli.COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            cli.main([name, "--help"])
+        assert done.value.code == 0, name
+        assert "example" in capsys.readouterr().out.lower(), f"mosgym {name} --help has no examples"

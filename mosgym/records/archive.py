@@ -304,6 +304,10 @@ def export_parser() -> argparse.ArgumentParser:
         prog="python -m mosgym.export",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples:\n"
+        "  mosgym export --experiment paper-skills-tiny --out paper/archive\n"
+        "  mosgym export --experiment calib-skills-tiny --experiment paper-sim-skills-tiny \\\n"
+        "      --out paper/archive --tracking-uri sqlite:///paper.db",
     )
     p.add_argument("--experiment", action="append", required=True, metavar="NAME",
                    help="MLflow experiment to archive (repeat for several)")  # fmt: skip
@@ -326,6 +330,12 @@ def import_parser() -> argparse.ArgumentParser:
         prog="python -m mosgym.import",
         description="Load a run archive (python -m mosgym.export) into an MLflow store: new run "
         "ids, the same names, tags, params, metrics with their steps, nesting and status.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples:\n"
+        "  mosgym import paper/archive               # every experiment, into MLflow's store\n"
+        "  mosgym import paper/archive --experiment paper-skills-smollm2 \\\n"
+        "      --tracking-uri sqlite:///mine.db      # then: mlflow ui --backend-store-uri "
+        "sqlite:///mine.db",
     )
     p.add_argument("archive", type=Path, help="the archive folder")
     p.add_argument("--experiment", action="append", default=None, metavar="NAME",
