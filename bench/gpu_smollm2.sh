@@ -51,7 +51,7 @@ run)
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   fi
   export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/mosgym-cache}
-  quiet() { grep -v "^WARN\|INFO" || true; }   # a filter that empties the output is no failure
+  quiet() { grep --line-buffered -v "^WARN\|INFO" || true; }   # no filtered output is no failure
   weights=(model.name="$PWD/$dir" model.gguf_file="$gguf")
   if [ "${QUICK:-0}" = 1 ]; then
     quick=(train.total_steps=4 train.interval=2 train.n_eval_generate=2); seeds=(0)
