@@ -2,12 +2,12 @@
 # Real runs of an env under varied fixed mixtures, then the simulator's calibration from them
 # (envs/sim-<env>.yaml), holding out the last HOLDOUT mixtures for the report.
 # Usage: bash paper/calibrate.sh                       (skills-tiny: 30 runs, then calibrates)
-#        ENV=skills-smollm2 N_MIX=16 HOLDOUT=4 bash paper/calibrate.sh   (the pretrained model)
+#        ENV=skills-smollm2 N_MIX=12 HOLDOUT=3 bash paper/calibrate.sh   (the pretrained model)
 #        STAGE=calibrate bash paper/calibrate.sh       (calibrate from logged runs only)
 #        STAGE=runs FROM=8 TO=16 bash paper/calibrate.sh   (only mix08..mix15: the draws are
 #                                                  sequential, so two streams can split them)
-# Cost: about one minute per skills-tiny run on 2 CPU cores; about 4 minutes per
-# skills-smollm2 run on one core.
+# Cost: about one minute per skills-tiny run on 2 CPU cores; about 5 minutes per
+# skills-smollm2 run on one core (262-405 s measured, two runs at a time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}

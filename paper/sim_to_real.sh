@@ -5,7 +5,7 @@
 #     agents/<DEPLOY_AGENT>.yaml), then deployed on the real env.
 # Usage: bash paper/sim_to_real.sh                      (skills-tiny, 5 seeds)
 #        ENV=skills-smollm2 SEEDS=0-2 DEPLOY_AGENT=ppo-from-sim-smollm2 \
-#          AGENTS="static-prop static-temp static-uni mos-cossim-ema mos-diff-ema mos-prior-tau1" \
+#          AGENTS="static-prop static-temp static-uni mos-cossim-ema mos-diff-ema mos-prior-tau1 odm" \
 #          bash paper/sim_to_real.sh                    (the pretrained model)
 #        STAGE=sim | STAGE=deploy                       (only the simulator part / the deployment)
 set -euo pipefail
