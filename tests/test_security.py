@@ -536,9 +536,16 @@ def test_no_other_code_path_unpickles_a_policy_or_an_artifact() -> None:
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
-        if path.name == "archive.py":  # `mosgym export` copies config.yaml's bytes, unparsed
-            assert text.count("download_artifacts") == 1
-            assert "download_artifacts(run_id, CONFIG_FILE, tmp)).read_bytes()" in text
+        # The one artifact mosgym reads back is config.yaml, as bytes (records.runs.run_config:
+        # `mosgym export` copies them, calibrate reads them with yaml.safe_load); the archive
+        # reader's download_artifacts is a file copy of that config.yaml.
+        allowed = {  # file: (mentions, the one call or definition)
+            "runs.py": (1, "download_artifacts(run_id, CONFIG_FILE, tmp)).read_bytes()"),
+            "archive_reader.py": (2, "def download_artifacts("),  # the class docstring too
+        }
+        if path.name in allowed:
+            mentions, code = allowed[path.name]
+            assert text.count("download_artifacts") == mentions and code in text, path
             text = text.replace("download_artifacts", "")
         assert not banned.search(text), f"{path}: {banned.search(text).group(0)}"
         found += [(path.name, m.group(0)) for m in sb3_load.finditer(text)]
