@@ -19,38 +19,28 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from overhead import one_run as overhead_run  # bench/ is on sys.path: this file's folder
 
-from mosgym.agents import load_agent_config, make_agent
 from mosgym.envs.mixture_of_skills import MixtureOfSkillsEnv
-from mosgym.experiment.episode import RecordEpisode, run_episode
 
 AGENTS = ["static-prop", "static-temp", "static-uni", "mos-cossim-ema", "mos-diff-ema",
           "mos-prior-tau1", "odm"]  # fmt: skip
 
 
 def one_run(base: MixtureOfSkillsEnv, agent_file: Path, seed: int) -> dict[str, float]:
-    """One episode of an act/observe agent on the shared learner, timed end to end."""
-    cfg = load_agent_config(agent_file)
-    env = MixtureOfSkillsEnv(base.config, learner=base.learner, reward=cfg.reward)
-    agent = make_agent(cfg)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    agent.setup(env.spec_info, seed)
-    ep = run_episode(RecordEpisode(env), agent, seed)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - t0
-    assert ep.final_eval is not None, "the episode ended without its final evaluation"
+    """One episode on the shared learner, timed as bench/overhead.py times it (phase timers
+    on, as in every mosgym run; DIFF's initial-model cache cleared, so each run pays for it)."""
+    run = overhead_run(base, agent_file, seed)
+    final = run.episode.final_eval
+    assert final is not None, "the episode ended without its final evaluation"
     return {
-        "final_mean_dev_loss": float(np.nanmean(ep.final_eval["dev_loss"])),
-        "mean_accuracy": float(np.nanmean(ep.final_eval["accuracy"])),
-        "wall_s": wall,
+        "final_mean_dev_loss": float(np.nanmean(final["dev_loss"])),
+        "mean_accuracy": float(np.nanmean(final["accuracy"])),
+        "wall_s": run.wall,
     }
 
 

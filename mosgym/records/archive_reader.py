@@ -10,6 +10,8 @@ it has no method that logs.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +126,6 @@ class ArchiveReader:
 
     def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
         """A copy of the artifact in dst_path (a new temporary folder when None), as MLflow."""
-        import shutil
-        import tempfile
-
         src = self._folder(run_id) / path
         if path != CONFIG_FILE or not src.exists():
             from mlflow.exceptions import MlflowException

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -131,9 +133,6 @@ def search_all(
 def run_config(client: Any, run_id: str) -> bytes | None:
     """The run's resolved config artifact (config.yaml) as written, or None when it has none;
     from an MLflow store or a run archive alike."""
-    import tempfile
-    from pathlib import Path
-
     if CONFIG_FILE not in {a.path for a in client.list_artifacts(run_id)}:
         return None
     with tempfile.TemporaryDirectory() as tmp:
