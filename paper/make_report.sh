@@ -16,7 +16,7 @@ PY=${PYTHON:-python}
 EXP=${EXPERIMENT:-paper-skills-tiny}
 SIM_EXP=${SIM_EXPERIMENT:-paper-sim-skills-tiny}
 SMOLLM2_EXP=${SMOLLM2_EXPERIMENT:-paper-skills-smollm2}
-SMOLLM2_SIM_EXP=${SMOLLM2_SIM_EXPERIMENT:-paper-sim-skills-smollm2}
+SMOLLM2_SIM_EXP=${SMOLLM2_SIM_EXPERIMENT:-paper-sim-skills-smollm2-corners13-ridge}
 SMOLLM2_FIDELITY_AGENTS="static-prop static-temp static-uni mos-cossim-ema mos-diff-ema mos-prior-tau1 odm"
 OUT=${RESULTS:-paper/results}
 README=${README:-paper/README.md}
@@ -57,6 +57,22 @@ else
   rm -f "$OUT/.fidelity-smollm2"
   echo "fidelity-smollm2: block kept (${err##*$'\n'})"
 fi
+# The SmolLM2 simulator's calibrations side by side: the first one (flat draws, no penalty),
+# each remedy alone, both (envs/sim-skills-smollm2.yaml). Kept as it is when a part is absent.
+V=paper/results/calibration-smollm2-variants
+if err=$($PY paper/calibration_variants.py ${SRC[@]+"${SRC[@]}"} --real "$SMOLLM2_EXP" \
+    --agents $SMOLLM2_FIDELITY_AGENTS \
+    --variant "9 flat draws=$V/flat9.yaml:paper-sim-skills-smollm2" \
+    --variant "9 flat, ridge (CV)=$V/flat9-ridge.yaml:paper-sim-skills-smollm2-flat9-ridge" \
+    --variant "9 flat + 4 corners=$V/corners13.yaml:paper-sim-skills-smollm2-corners13" \
+    --variant "9 flat + 4 corners, ridge (CV)=envs/sim-skills-smollm2.yaml:$SMOLLM2_SIM_EXP" \
+    2>&1 >"$OUT/.calibration-variants-smollm2"); then
+  mv "$OUT/.calibration-variants-smollm2" "$OUT/calibration-variants-smollm2.md"
+else
+  rm -f "$OUT/.calibration-variants-smollm2"
+  echo "calibration-variants-smollm2: block kept (${err##*$'\n'})"
+fi
 $PY paper/fill_readme.py ${SRC[@]+"${SRC[@]}"} --experiments "$EXP" calib-skills-tiny "$SIM_EXP" \
-  "$SMOLLM2_EXP" calib-skills-smollm2 "$SMOLLM2_SIM_EXP" \
+  "$SMOLLM2_EXP" calib-skills-smollm2 paper-sim-skills-smollm2 paper-sim-skills-smollm2-flat9-ridge \
+  paper-sim-skills-smollm2-corners13 "$SMOLLM2_SIM_EXP" bench-skills-tiny-real \
   --results "$OUT" "$README"

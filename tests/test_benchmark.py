@@ -88,7 +88,8 @@ def test_benchmark_runs_end_to_end_resumes_and_rebuilds_from_mlflow(tmp_path: Pa
     for name in ("leaderboard.md", "leaderboard.csv", "learning_curves.csv",
                  "learning_curves.png", "performance_profiles.png", "sim_vs_real.png"):  # fmt: skip
         assert (report / name).stat().st_size > 0, name
-    assert "ppo,0,512," in (report / "learning_curves.csv").read_text()
+    curves_before = (report / "learning_curves.csv").read_text()
+    assert "ppo,0,512," in curves_before
 
     again = run(argv)  # the same command: everything is found finished
     assert not again["sim"].done and len(again["sim"].skipped) == 5
@@ -110,6 +111,9 @@ def test_benchmark_runs_end_to_end_resumes_and_rebuilds_from_mlflow(tmp_path: Pa
     assert "old" not in text and "#### Benchmark `skills-tiny`" in text
     assert (tmp_path / "results" / "benchmark-skills-tiny.md").is_file()
     assert (tmp_path / "results" / "benchmark-skills-tiny" / "learning_curves.png").is_file()
+    exported = tmp_path / "results" / "benchmark-skills-tiny"  # the numbers, beside the block
+    assert (exported / "learning_curves.csv").read_text() == (report_csv := curves_before)
+    assert "ppo," in (exported / "leaderboard.csv").read_text() and "ppo,0,512," in report_csv
 
 
 def test_interrupted_simulator_stage_resumes_without_redoing(

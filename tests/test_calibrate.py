@@ -16,6 +16,7 @@ from mosgym.sim.calibrate import main, read_runs
 from mosgym.sim.fit import (
     FitResult,
     RunCurves,
+    choose_transfer_ridge,
     fit_report,
     fit_sim_params,
     simulate_dev_loss,
@@ -124,6 +125,44 @@ def test_fit_recovers_parameters_under_noise(runs: list[RunCurves]) -> None:
     _close(fit, "floor_loss", 0.1, [0, 1])
     np.testing.assert_allclose(fit.transfer, TRUE["transfer"], atol=0.05)
     assert fit_report(fit, noisy, np.array(SIZES), NAMES)["c"]["rel_err"] < 0.02
+
+
+def _noisy(runs: list[RunCurves], scale: float, seed: int = 0) -> list[RunCurves]:
+    rng, out = np.random.default_rng(seed), []
+    for r in runs:
+        dev = r.dev_loss * np.exp(scale * rng.standard_normal(r.dev_loss.shape))
+        dev[0] = r.dev_loss[0]
+        out.append(RunCurves(r.run_id, r.steps, r.examples, dev, r.group))
+    return out
+
+
+def test_transfer_ridge_pulls_transfer_towards_zero(runs: list[RunCurves]) -> None:
+    """lambda 0 is the plain fit; a large lambda leaves (almost) no transfer; between, less."""
+    noisy, sizes = _noisy(runs[:4], 0.03), np.array(SIZES)
+    off = ~np.eye(3, dtype=bool)
+    plain = fit_sim_params(noisy, sizes)
+    np.testing.assert_array_equal(fit_sim_params(noisy, sizes, transfer_ridge=0.0).transfer,
+                                  plain.transfer)  # fmt: skip
+    mid = fit_sim_params(noisy, sizes, transfer_ridge=0.1)
+    strong = fit_sim_params(noisy, sizes, transfer_ridge=1e4)
+    size = [np.abs(f.transfer[off]).sum() for f in (plain, mid, strong)]
+    assert size[0] > size[1] > size[2] and size[2] < 0.01, size
+    none = fit_sim_params(noisy, sizes, transfer_ridge=float("inf"))  # the limit: no transfer
+    np.testing.assert_array_equal(none.transfer, np.eye(3))
+    np.testing.assert_allclose(none.rate, strong.rate, rtol=0.05)
+    with pytest.raises(MosgymError, match="transfer ridge -1"):
+        fit_sim_params(noisy, sizes, transfer_ridge=-1.0)
+
+
+@pytest.mark.slow
+def test_transfer_ridge_cv_keeps_a_transfer_the_runs_show(runs: list[RunCurves]) -> None:
+    """On the simulator's own curves (true transfer 0.3, -0.2, ...) leaving a mixture out and
+    predicting it is exact without a penalty and worse with one: CV must choose 0."""
+    best, scores = choose_transfer_ridge(runs, np.array(SIZES), grid=(0.0, 1.0))
+    assert best == 0.0 and set(scores) == {0.0, 1.0}
+    assert scores[0.0] < 1e-8 < scores[1.0]
+    with pytest.raises(MosgymError, match="at least 2 mixture groups"):
+        choose_transfer_ridge(runs[:1], np.array(SIZES))
 
 
 def test_fit_report_hand_values() -> None:
@@ -255,6 +294,23 @@ def test_cli_writes_loadable_config_and_report(tracking: str, tmp_path: Path, ca
     env.reset(seed=0)
     assert env.unwrapped.learner.skill_names == NAMES
     np.testing.assert_allclose(env.unwrapped.learner.params.rate, TRUE["rate"], rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_cli_chooses_the_transfer_ridge_by_cv(tracking: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sim-cv.yaml"
+    argv = ["--experiment", "good", "--tracking-uri", tracking, "--out", str(out)]
+    assert main([*argv, "--transfer-ridge", "cv", "--transfer-ridge-grid", "0,1"]) == 0
+    report = json.loads((tmp_path / "sim-cv.report.json").read_text())
+    assert set(report["transfer_ridge_cv"]) == {"0.0", "1.0"}
+    assert report["transfer_ridge"] == 0.0  # noiseless simulator runs: no penalty wins
+    assert "chosen by leave-one-mixture-out CV" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--transfer-ridge", "-1"])
+    assert exc.value.code == 2 and "give a number >= 0 (or inf) or 'cv'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--transfer-ridge", "cv", "--transfer-ridge-grid", "0,x"])
+    assert exc.value.code == 2 and "comma-separated" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

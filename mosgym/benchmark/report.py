@@ -2,10 +2,11 @@
 
 The folder (`<out>/report`: leaderboard.md, leaderboard.csv, learning_curves.csv and the three
 PNGs) is built in a temporary sibling and swapped in, never half-written. With a README, the
-markdown also goes to `<readme folder>/results/benchmark-<suite>.md` (PNGs beside it in a folder
-of that name) and between the README's `<!-- BEGIN benchmark-<suite> -->` and `<!-- END ... -->`
-markers, headings demoted two levels: exactly what paper/fill_readme.py writes from that file,
-so `paper/make_report.sh` keeps the block as it is.
+markdown also goes to `<readme folder>/results/benchmark-<suite>.md` (PNGs and the two CSVs
+beside it in a folder of that name) and between the README's
+`<!-- BEGIN benchmark-<suite> -->` and `<!-- END ... -->` markers, headings demoted two
+levels: exactly what paper/fill_readme.py writes from that file, so `paper/make_report.sh`
+keeps the block as it is.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def fill_readme(readme: Path, settings: Settings, s: Any, table: list[Row]) -> N
     figures = results / name
     figures.mkdir(parents=True, exist_ok=True)
     write_figures(str(figures), s, table)
+    # The numbers behind the block, so a report can be re-read without the MLflow store.
+    (figures / "leaderboard.csv").write_text(leaderboard_csv(table), encoding="utf-8")
+    (figures / "learning_curves.csv").write_text(curves_csv(s), encoding="utf-8")
     md = markdown(settings, s, table, figures=f"results/{name}")
     (results / f"{name}.md").write_text(md, encoding="utf-8")
     text = readme.read_text(encoding="utf-8")

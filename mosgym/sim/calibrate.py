@@ -34,7 +34,14 @@ import yaml
 from mosgym.config import read_yaml
 from mosgym.errors import MosgymError
 from mosgym.records.runs import make_client, run_config
-from mosgym.sim.fit import FitResult, RunCurves, fit_report, fit_sim_params, split_holdout
+from mosgym.sim.fit import (
+    FitResult,
+    RunCurves,
+    choose_transfer_ridge,
+    fit_report,
+    fit_sim_params,
+    split_holdout,
+)
 from mosgym.sim.learner import parse_sim_params
 
 TRAIN_KEYS = ("total_steps", "interval", "batch_size", "probe_size")
@@ -244,6 +251,23 @@ def build_config(
     return cfg
 
 
+def _ridge_lines(report: dict[str, Any]) -> list[str]:
+    """How the transfer ridge was set, when it was (reports before it have no key)."""
+    lam, cv = report.get("transfer_ridge", 0.0), report.get("transfer_ridge_cv")
+    if not lam and not cv:
+        return []
+    line = f"Transfer ridge lambda = {lam:g}"
+    if cv:
+        scores = ", ".join(f"{float(k):g}: {v:.4f}" for k, v in cv.items())
+        line += (
+            ", chosen by leave-one-mixture-out CV on the fit runs "
+            f"(mean squared log error: {scores})"
+        )
+        if len(cv) > 1 and float(lam) == max(float(k) for k in cv):
+            line += "; the largest lambda tried: a larger one may predict better still"
+    return [line + ".", ""]
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """The per-skill fit table (held-out and fit runs) as markdown."""
     lines = [
@@ -252,6 +276,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"Fit runs: {len(report['fit_runs'])}; held-out runs: {len(report['holdout_runs'])} "
         f"(groups: {', '.join(report['holdout_groups']) or 'none'}).",
         "",
+        *_ridge_lines(report),
         "| skill | held-out R^2 | held-out rel. err | fit R^2 | fit rel. err |",
         "|---|---|---|---|---|",
     ]
@@ -283,7 +308,14 @@ def calibrate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
     data = read_runs(args.experiment, args.tracking_uri, args.archive)
     held_ids = args.holdout_runs.split(",") if args.holdout_runs else None
     fit_runs, held = split_holdout(data.runs, args.holdout, held_ids)
-    fit = fit_sim_params(fit_runs, data.train_sizes, overfit_epochs=args.overfit_epochs)
+    ridge, cv = args.transfer_ridge, None
+    if ridge == "cv":
+        ridge, cv = choose_transfer_ridge(
+            fit_runs, data.train_sizes, args.transfer_ridge_grid, overfit_epochs=args.overfit_epochs
+        )
+    fit = fit_sim_params(
+        fit_runs, data.train_sizes, overfit_epochs=args.overfit_epochs, transfer_ridge=ridge
+    )
     base = read_yaml(args.base) if args.base else None
     config = build_config(data, fit, Path(args.out).stem, base)
     report = {
@@ -295,8 +327,30 @@ def calibrate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
         "holdout": fit_report(fit, held, data.train_sizes, data.skill_names),
         "fit": fit_report(fit, fit_runs, data.train_sizes, data.skill_names),
         "cost": fit.cost,
+        "transfer_ridge": ridge,
     }
+    if cv is not None:
+        report["transfer_ridge_cv"] = {str(k): v for k, v in cv.items()}
     return config, report
+
+
+def _ridge_arg(text: str) -> float | str:
+    if text == "cv":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # NaN fails too; inf means no transfer at all
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number >= 0 (or inf) or 'cv'")
+    return value
+
+
+def _ridge_grid(text: str) -> tuple[float, ...]:
+    values = [_ridge_arg(v.strip()) for v in text.split(",") if v.strip()]
+    if not values or any(isinstance(v, str) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers >= 0, comma-separated")
+    return tuple(float(v) for v in values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,7 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples:\n"
         "  mosgym calibrate --experiment calib-skills-tiny --out envs/sim-skills-tiny.yaml\n"
-        "  mosgym calibrate --experiment calib-skills-tiny --holdout 6 --out envs/sim-x.yaml",
+        "  mosgym calibrate --experiment calib-skills-tiny --holdout 6 --out envs/sim-x.yaml\n"
+        "  mosgym calibrate --experiment calib-skills-smollm2 --holdout 3 --transfer-ridge cv "
+        "--out envs/sim-skills-smollm2.yaml",
     )
     parser.add_argument("--experiment", required=True, help="MLflow experiment of real-env runs")
     source = parser.add_mutually_exclusive_group()
@@ -331,6 +387,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=1.0,
         help="epochs before a skill starts to overfit (fixed, default 1)",
+    )
+    parser.add_argument(
+        "--transfer-ridge",
+        type=_ridge_arg,
+        default=0.0,
+        help="penalty lambda on the squared transfer coefficients (inf: no transfer), or 'cv' "
+        "to choose it by leave-one-mixture-out cross-validation (default 0: no penalty)",
+    )
+    parser.add_argument(
+        "--transfer-ridge-grid",
+        type=_ridge_grid,
+        default=(0.0, 0.01, 0.1, 1.0, 10.0, 100.0, float("inf")),
+        help="the lambdas 'cv' compares, comma-separated (default 0,0.01,0.1,1,10,100,inf; inf: "
+        "no transfer at all; each costs one fit per mixture group)",
     )
     args = parser.parse_args(argv)
     try:

@@ -218,15 +218,25 @@ def fit_sim_params(
     fit_transfer: bool = True,
     fit_general: bool = True,
     exponent_starts: tuple[float, ...] = (0.3, 1.0),
+    transfer_ridge: float = 0.0,
 ) -> FitResult:
     """Least-squares fit of the dynamics parameters to dev-loss curves against exposure.
 
+    `transfer_ridge` (lambda >= 0) adds lambda * sum(transfer_ij^2) to the squared log
+    residuals: a coefficient the runs do not determine (two skills never both weighted in any
+    run) then stays near 0 instead of wandering to its bound, where a policy that does weight
+    both would meet it (the SmolLM2 calibration's copy -> count = -1.0; paper/README.md).
+    lambda = inf is the limit, no transfer at all (the transfer matrix stays the identity).
     Overfitting slopes are fitted only for skills repeated beyond `overfit_epochs` somewhere in
     `runs` (elsewhere they are unobservable and set to 0). Residuals are log(predicted) -
     log(observed) at every logged point after step 0, so each skill's curve counts relatively
     (a low-loss skill is not drowned by a high-loss one). The best of a few starting exponents
     is kept (power-law fits have shallow valleys).
     """
+    if not transfer_ridge >= 0:  # NaN fails too
+        raise MosgymError(f"transfer ridge {transfer_ridge}: must be a number >= 0 (or inf)")
+    if np.isinf(transfer_ridge):  # the limit: no transfer between skills at all
+        fit_transfer = False
     train_sizes = np.asarray(train_sizes, dtype=np.float64)
     n = _check_runs(runs, train_sizes)
     grids = _grids(runs)
@@ -236,11 +246,16 @@ def fit_sim_params(
     overfit_mask = (max_epochs > overfit_epochs) & fit_overfit
     layout = _Layout(n, overfit_mask, fit_forget, fit_transfer, fit_general)
     observed = np.concatenate([np.log(dev[:, 1:]).ravel() for _, _, dev in grids])
+    n_transfer = n * (n - 1) if fit_transfer else 0
+    ridge = np.sqrt(transfer_ridge)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         fit = layout.unpack(x, init, epochs0)
         pred = [simulate_dev_loss(fit, s, ex, train_sizes)[:, 1:] for s, ex, _ in grids]
-        return np.log(np.maximum(np.concatenate([p.ravel() for p in pred]), 1e-9)) - observed
+        res = np.log(np.maximum(np.concatenate([p.ravel() for p in pred]), 1e-9)) - observed
+        if ridge > 0 and n_transfer:  # the transfer block is the tail of x (see _Layout)
+            res = np.concatenate([res, ridge * x[len(x) - n_transfer :]])
+        return res
 
     min_dev = np.min([r.dev_loss.min(axis=0) for r in runs], axis=0)
     final = np.median([r.examples[-1] for r in runs], axis=0)
@@ -257,6 +272,46 @@ def fit_sim_params(
     result = layout.unpack(best.x, init, epochs0)
     result.cost = float(best.cost)
     return result
+
+
+def log_residual_mse(fit: FitResult, runs: list[RunCurves], train_sizes: np.ndarray) -> float:
+    """Mean squared log(predicted / observed) dev loss over `runs`' points after step 0."""
+    res = [
+        np.log(np.maximum(simulate_dev_loss(fit, s, ex, train_sizes)[:, 1:], 1e-9) / dev[:, 1:])
+        for s, ex, dev in _grids(runs)
+    ]
+    return float(np.mean(np.concatenate([r.ravel() for r in res]) ** 2))
+
+
+def choose_transfer_ridge(
+    runs: list[RunCurves],
+    train_sizes: np.ndarray,
+    grid: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0, 10.0, 100.0, float("inf")),
+    **fit_kwargs: Any,
+) -> tuple[float, dict[float, float]]:
+    """The ridge of `grid` with the lowest leave-one-group-out log error: (lambda, scores).
+
+    Each mixture group in turn is left out, the rest fitted, and the left-out curves scored
+    (log_residual_mse); a lambda's score is the mean over groups. Ties go to the larger lambda
+    (the simpler transfer). Costs len(grid) x groups fits; the held-out runs of the calibration
+    are not among `runs`, so they stay unseen.
+    """
+    groups = sorted({r.group or r.run_id for r in runs})
+    if len(groups) < 2:
+        raise MosgymError(
+            "transfer ridge cv: needs runs of at least 2 mixture groups to leave one out"
+        )
+    scores: dict[float, float] = {}
+    for lam in grid:
+        errs = []
+        for g in groups:
+            train = [r for r in runs if (r.group or r.run_id) != g]
+            left = [r for r in runs if (r.group or r.run_id) == g]
+            fit = fit_sim_params(train, train_sizes, transfer_ridge=lam, **fit_kwargs)
+            errs.append(log_residual_mse(fit, left, train_sizes))
+        scores[float(lam)] = float(np.mean(errs))
+    best = min(scores.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+    return best, scores
 
 
 def fit_report(
