@@ -20,7 +20,7 @@ SIM_ENV=${SIM_ENV:-sim-$ENV}
 SIM_ENV_FILE=${SIM_ENV_FILE:-envs/$SIM_ENV.yaml}   # another file: SIM_ENV names its outputs
 EXPERIMENT=${EXPERIMENT:-paper-$ENV}
 SIM_EXPERIMENT=${SIM_EXPERIMENT:-paper-sim-$ENV}
-AGENTS=${AGENTS:-static-prop static-temp static-uni mos-cossim-ema}
+AGENTS=${AGENTS-static-prop static-temp static-uni mos-cossim-ema}   # AGENTS="": none
 DEPLOY_AGENT=${DEPLOY_AGENT:-ppo-from-sim}
 if [ "${STAGE:-all}" != deploy ]; then
   for agent in $AGENTS; do

@@ -263,7 +263,7 @@ def _ridge_lines(report: dict[str, Any]) -> list[str]:
             ", chosen by leave-one-mixture-out CV on the fit runs "
             f"(mean squared log error: {scores})"
         )
-        if len(cv) > 1 and float(lam) == max(float(k) for k in cv):
+        if len(cv) > 1 and np.isfinite(lam) and float(lam) == max(float(k) for k in cv):
             line += "; the largest lambda tried: a larger one may predict better still"
     return [line + ".", ""]
 
