@@ -347,9 +347,12 @@ def _ridge_arg(text: str) -> float | str:
 
 
 def _ridge_grid(text: str) -> tuple[float, ...]:
-    values = [_ridge_arg(v.strip()) for v in text.split(",") if v.strip()]
+    try:
+        values = [_ridge_arg(v.strip()) for v in text.split(",") if v.strip()]
+    except argparse.ArgumentTypeError:
+        values = []
     if not values or any(isinstance(v, str) for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: give numbers >= 0, comma-separated")
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers >= 0 (or inf), comma-separated")
     return tuple(float(v) for v in values)
 
 
