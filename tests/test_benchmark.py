@@ -263,6 +263,8 @@ def _mismatched_sim(tmp_path: Path) -> Path:
         (["--pairing", "zip", "--seeds", "0-2", "--real-seeds", "0-1"], "--pairing zip pairs"),
         (["--baselines", "static-nope"], "--baselines static-nope: no such agent config"),
         (["--stage", "report", "--experiment", "never-run"], "run the simulator stage first"),
+        # no real run before the settings (baselines included) have a simulator stage
+        (["--stage", "real", "--experiment", "never-run"], "--seeds, --budget, --baselines"),
         (["--eval-every", "5000"], "--eval-every 5000: must be between 1 and --budget"),
         (["--stage", "tune", "--trials", "0"], "--trials 0: must be >= 1"),
         (["--shard", "2/2"], "--shard 2/2: expected I/N"),

@@ -304,6 +304,10 @@ def test_cli_chooses_the_transfer_ridge_by_cv(tracking: str, tmp_path: Path, cap
     report = json.loads((tmp_path / "sim-cv.report.json").read_text())
     assert set(report["transfer_ridge_cv"]) == {"0.0", "1.0"}
     assert report["transfer_ridge"] == 0.0  # noiseless simulator runs: no penalty wins
+    assert out.read_text().startswith(  # the YAML says how it was made
+        "# Calibrated by `python -m mosgym.calibrate --experiment good --transfer-ridge cv` "
+        "(CV chose 0)\n"
+    )
     assert "chosen by leave-one-mixture-out CV" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main([*argv, "--transfer-ridge", "-1"])

@@ -169,6 +169,7 @@ def run_real_stage(client: Any, settings: Settings, shard: tuple[int, int] = (0,
     only deployments k with k % N == I, so N processes can share the work."""
     from mosgym.experiment.runner import run_request
 
+    bt.require_parent(client, settings.experiment, settings.bench_id)  # before any real run
     counts = StageCounts()
     deployments = plan(settings)
     requests = [request(settings, d) for d in deployments]  # every config error before a run

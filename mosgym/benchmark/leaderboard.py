@@ -34,7 +34,6 @@ from mosgym.benchmark import tracking as bt
 from mosgym.benchmark.protocol import Settings
 from mosgym.benchmark.simeval import EVAL_SEED
 from mosgym.benchmark.suite import STATIC
-from mosgym.errors import MosgymError
 from mosgym.records.runs import search_all
 
 MOS_PROP = "mos-prior-tau1"
@@ -69,14 +68,7 @@ def _history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray
 
 def load_scores(client: Any, settings: Settings) -> Scores:
     """Everything the leaderboard needs, from the parent's children and the real runs."""
-    exp_id = bt.experiment_id(client, settings.experiment, create=False)
-    parent = bt.find_parent(client, exp_id, settings.bench_id)
-    if parent is None:
-        raise MosgymError(
-            f"no benchmark with these settings in MLflow experiment {settings.experiment!r} "
-            f"(id {settings.bench_id}); run the simulator stage first (--stage sim), with "
-            "the same settings and MLFLOW_TRACKING_URI"
-        )
+    parent = bt.require_parent(client, settings.experiment, settings.bench_id)
     s = Scores()
     for algo, entry in settings.entries.items():
         s.kinds[algo] = "trained" if entry.trains else "in-episode"

@@ -74,6 +74,20 @@ def find_parent(client: Any, exp_id: str | None, bench_id: str) -> Parent | None
     return Parent(found[0].info.run_id, exp_id) if found else None
 
 
+def require_parent(client: Any, experiment: str, bench_id: str) -> Parent:
+    """The benchmark's parent run, or one error line: the real and report stages read the
+    settings of a simulator stage, and a run of them under other settings (another algorithm,
+    seed, budget or baseline list) would belong to no benchmark."""
+    parent = find_parent(client, experiment_id(client, experiment, create=False), bench_id)
+    if parent is None:
+        raise MosgymError(
+            f"no benchmark with these settings in MLflow experiment {experiment!r} (id "
+            f"{bench_id}); run the simulator stage first (--stage sim) with the same --algos, "
+            "--seeds, --budget, --baselines and MLFLOW_TRACKING_URI"
+        )
+    return parent
+
+
 def open_parent(
     client: Any, experiment: str, bench_id: str, spec: dict[str, Any], name: str
 ) -> Parent:
