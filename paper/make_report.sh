@@ -72,7 +72,15 @@ else
   rm -f "$OUT/.calibration-variants-smollm2"
   echo "calibration-variants-smollm2: block kept (${err##*$'\n'})"
 fi
+# Issue 15 item 4: the online learners at S = 50 and S = 10 (paper/decisions_per_run.sh).
+if err=$($PY paper/decisions_table.py ${SRC[@]+"${SRC[@]}"} --agents ppo sac odm mos-cossim-ema \
+    --interval "50=$EXP" --interval "10=$EXP-s10" --seeds 0 1 2 2>&1 >"$OUT/.decisions"); then
+  mv "$OUT/.decisions" "$OUT/decisions.md"
+else
+  rm -f "$OUT/.decisions"
+  echo "decisions: block kept (${err##*$'\n'})"
+fi
 $PY paper/fill_readme.py ${SRC[@]+"${SRC[@]}"} --experiments "$EXP" calib-skills-tiny "$SIM_EXP" \
   "$SMOLLM2_EXP" calib-skills-smollm2 paper-sim-skills-smollm2 paper-sim-skills-smollm2-flat9-ridge \
-  paper-sim-skills-smollm2-corners13 "$SMOLLM2_SIM_EXP" bench-skills-tiny-real \
+  paper-sim-skills-smollm2-corners13 "$SMOLLM2_SIM_EXP" "$EXP-s10" bench-skills-tiny-real \
   --results "$OUT" "$README"

@@ -435,7 +435,7 @@ def test_make_report_runs_from_an_archive_alone(tmp_path: Path) -> None:
     assert set(blocks) == {
         "runs", "table2", "table3", "table5", "rl", "calibration", "fidelity",
         "benchmark-skills-tiny", "smollm2", "calibration-smollm2", "fidelity-smollm2",
-        "calibration-variants-smollm2",
+        "calibration-variants-smollm2", "decisions",
     }  # fmt: skip
     before = dict(re.findall(r"<!-- BEGIN (\S+) -->\n(.*?)<!-- END \1 -->", readme, re.S))
     # No benchmark or SmolLM2 runs in this archive: their blocks are kept as they were.
@@ -445,6 +445,7 @@ def test_make_report_runs_from_an_archive_alone(tmp_path: Path) -> None:
     assert "fidelity-smollm2: block kept" in res.stdout
     assert blocks["calibration-variants-smollm2"] == before["calibration-variants-smollm2"]
     assert "calibration-variants-smollm2: block kept" in res.stdout
+    assert blocks["decisions"] == before["decisions"] and "decisions: block kept" in res.stdout
     # The SmolLM2 calibration block is the committed report of envs/sim-skills-smollm2.yaml
     # (when there is one): the README must have been rebuilt since it was last calibrated.
     assert blocks["calibration-smollm2"] == before["calibration-smollm2"]

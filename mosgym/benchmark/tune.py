@@ -266,13 +266,22 @@ def _write_best(tuning: Tuning, study: Any, trials: int, out: Path, command: str
         f"# Budget: {trials} Optuna trials (TPE seed 0, median pruning) {what}, each scored on "
         f"{tuning.episodes} held-out simulated episodes (seed {TUNE_SEED}).\n"
         f"# Best: final mean dev loss {best.value:.4f} (trial {best.number}); started from "
-        f"{tuning.entry.path}.\n"
+        f"{_shown(Path(tuning.entry.path))}.\n"
         f"# {datetime.date.today().isoformat()}, commit {git_commit()[:12]}\n"
     )
     path = out / f"{base_algo(tuning.algo)}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+def _shown(path: Path) -> str:
+    """A path as a header shows it: relative to the working folder when inside it (no
+    machine's home folder in a committed file)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def tune_from_args(args: argparse.Namespace, settings: Settings) -> list[Path]:
