@@ -40,9 +40,10 @@ def variant_row(client: object, label: str, spec: str, real: str, agents: list[s
     worst = min(others, key=lambda i: transfer[i, big])
     f = measure(client, real, sim_exp, agents)
     prop = agents.index("static-prop") if "static-prop" in agents else None
+    lam = float(report.get("transfer_ridge", 0.0))  # "inf" is a string in strict JSON
     prop_cell = "-" if prop is None else f"{f.sim[prop]:.3f} (real {f.real[prop]:.3f})"
     return (
-        f"| {label} | {len(report['fit_runs'])} | {report.get('transfer_ridge', 0.0):g} | {held} | "
+        f"| {label} | {len(report['fit_runs'])} | {lam:g} | {held} | "
         f"{skills[big]} -> {skills[worst]} {transfer[worst, big]:+.2f} | {prop_cell} | "
         f"{np.mean(np.abs(f.sim - f.real)):.3f} | {f.spearman:.3f} |"
     )

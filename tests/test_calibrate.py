@@ -8,6 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 
 import mosgym  # noqa: F401  (registers the envs)
 from mosgym.config import TrainConfig
@@ -294,6 +295,25 @@ def test_cli_writes_loadable_config_and_report(tracking: str, tmp_path: Path, ca
     env.reset(seed=0)
     assert env.unwrapped.learner.skill_names == NAMES
     np.testing.assert_allclose(env.unwrapped.learner.params.rate, TRUE["rate"], rtol=1e-3)
+
+
+def test_cli_without_transfer_writes_strict_json(tracking: str, tmp_path: Path, capsys) -> None:
+    """--transfer-ridge inf: an identity transfer, said in the header and the report, whose
+    JSON stays strict (no Infinity token: other languages' parsers refuse it)."""
+    out = tmp_path / "sim-inf.yaml"
+    argv = ["--experiment", "good", "--tracking-uri", tracking, "--out", str(out)]
+    assert main([*argv, "--transfer-ridge", "inf"]) == 0
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    text = (tmp_path / "sim-inf.report.json").read_text()
+    assert json.loads(text, parse_constant=refuse)["transfer_ridge"] == "inf"
+    assert out.read_text().startswith(
+        "# Calibrated by `python -m mosgym.calibrate --experiment good --transfer-ridge inf`\n"
+    )
+    np.testing.assert_array_equal(yaml.safe_load(out.read_text())["sim"]["transfer"], np.eye(3))
+    assert "Transfer ridge lambda = inf." in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -276,7 +276,7 @@ def calibrate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
         "holdout": fit_report(fit, held, data.train_sizes, data.skill_names),
         "fit": fit_report(fit, fit_runs, data.train_sizes, data.skill_names),
         "cost": fit.cost,
-        "transfer_ridge": ridge,
+        "transfer_ridge": ridge if np.isfinite(ridge) else "inf",  # strict JSON has no inf
     }
     if cv is not None:
         report["transfer_ridge_cv"] = {str(k): v for k, v in cv.items()}

@@ -17,7 +17,7 @@ import yaml
 
 def _ridge_lines(report: dict[str, Any]) -> list[str]:
     """How the transfer ridge was set, when it was (reports before it have no key)."""
-    lam, cv = report.get("transfer_ridge", 0.0), report.get("transfer_ridge_cv")
+    lam, cv = float(report.get("transfer_ridge", 0.0)), report.get("transfer_ridge_cv")
     if not lam and not cv:
         return []
     line = f"Transfer ridge lambda = {lam:g}"
@@ -58,7 +58,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 def write_outputs(out: Path, config: dict[str, Any], report: dict[str, Any]) -> tuple[Path, Path]:
     """Write the YAML and its report (.report.json, .report.md) next to it."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    ridge = report.get("transfer_ridge", 0.0)
+    ridge = float(report.get("transfer_ridge", 0.0))
     how = "cv" if "transfer_ridge_cv" in report else f"{ridge:g}"
     chose = f" (CV chose {ridge:g})" if how == "cv" else ""
     flag = f" --transfer-ridge {how}`{chose}" if ridge or how == "cv" else "`"

@@ -54,7 +54,8 @@ class FitResult:
     general_rate: float = 1.0
     general_exponent: float = 1.0
     cost: float = float("nan")
-    """Final least-squares cost (half the sum of squared log residuals)."""
+    """Final least-squares cost (half the sum of squared log residuals, plus the transfer
+    ridge's penalty when there is one)."""
 
     def general(self) -> General | None:
         if self.general_share is None:
