@@ -4,8 +4,7 @@
 # Usage: bash paper/calibrate.sh                       (skills-tiny: 30 runs, then calibrates)
 #        ENV=skills-smollm2 N_MIX=12 HOLDOUT=3 bash paper/calibrate.sh   (the pretrained model)
 #        STAGE=calibrate bash paper/calibrate.sh       (calibrate from logged runs only)
-#        STAGE=calibrate ENV=skills-smollm2 HOLDOUT=3 TRANSFER_RIDGE=cv \
-#          OUT=envs/sim-skills-smollm2-ridge.yaml bash paper/calibrate.sh
+#        STAGE=calibrate ENV=skills-smollm2 HOLDOUT=3 TRANSFER_RIDGE=cv bash paper/calibrate.sh
 #        STAGE=runs FROM=8 TO=16 bash paper/calibrate.sh   (only mix08..mix15: the draws are
 #                                                  sequential, so two streams can split them)
 #        STAGE=runs ENV=skills-smollm2 PREFIX=corner ALPHA=0.3 DRAW_SEED=2025 N_MIX=4 \

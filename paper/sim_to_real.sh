@@ -9,8 +9,9 @@
 #          bash paper/sim_to_real.sh                    (the pretrained model)
 #        STAGE=sim | STAGE=deploy                       (only the simulator part / the deployment)
 #        STAGE=fidelity                                 (only the agents on the simulator)
-#        SIM_ENV=sim-skills-smollm2-ridge SIM_EXPERIMENT=paper-sim-skills-smollm2-ridge ...
-#                                                       (another calibration of the same env)
+#        SIM_ENV_FILE=paper/results/calibration-smollm2-variants/corners13.yaml \
+#          SIM_ENV=sim-skills-smollm2-corners13 SIM_EXPERIMENT=paper-sim-skills-smollm2-corners13
+#                                  (another calibration of the same env; SIM_ENV names the policy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
