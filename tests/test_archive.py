@@ -436,10 +436,12 @@ def test_make_report_runs_from_an_archive_alone(tmp_path: Path) -> None:
         "runs", "table2", "table3", "table5", "rl", "calibration", "fidelity",
         "benchmark-skills-tiny", "smollm2", "calibration-smollm2", "fidelity-smollm2",
         "calibration-variants-smollm2", "decisions", "benchmark-skills-tiny-ppo-tuned5",
+        "benchmark-skills-tiny-a2c-tuned5",
     }  # fmt: skip
     before = dict(re.findall(r"<!-- BEGIN (\S+) -->\n(.*?)<!-- END \1 -->", readme, re.S))
     # No benchmark or SmolLM2 runs in this archive: their blocks are kept as they were.
-    for name in ("benchmark-skills-tiny", "benchmark-skills-tiny-ppo-tuned5"):
+    tuned = ("benchmark-skills-tiny-ppo-tuned5", "benchmark-skills-tiny-a2c-tuned5")
+    for name in ("benchmark-skills-tiny", *tuned):
         assert blocks[name] == before[name]
     assert blocks["smollm2"] == before["smollm2"] and "smollm2: block kept" in res.stdout
     assert blocks["fidelity-smollm2"] == before["fidelity-smollm2"]
