@@ -27,7 +27,10 @@ from mosgym.records.runs import make_client
 from mosgym.sim.fidelity import measure
 
 
-def variant_row(client: object, label: str, spec: str, real: str, agents: list[str]) -> str:
+def variant_row(
+    client: object, label: str, spec: str, real: str, agents: list[str]
+) -> tuple[str, list[str]]:
+    """The variant's table row, and its skills in order."""
     path, _, sim_exp = spec.rpartition(":")
     cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     report = json.loads(Path(path).with_suffix(".report.json").read_text(encoding="utf-8"))
@@ -42,11 +45,12 @@ def variant_row(client: object, label: str, spec: str, real: str, agents: list[s
     prop = agents.index("static-prop") if "static-prop" in agents else None
     lam = float(report.get("transfer_ridge", 0.0))  # "inf" is a string in strict JSON
     prop_cell = "-" if prop is None else f"{f.sim[prop]:.3f} (real {f.real[prop]:.3f})"
-    return (
+    row = (
         f"| {label} | {len(report['fit_runs'])} | {lam:g} | {held} | "
         f"{skills[big]} -> {skills[worst]} {transfer[worst, big]:+.2f} | {prop_cell} | "
         f"{np.mean(np.abs(f.sim - f.real)):.3f} | {f.spearman:.3f} |"
     )
+    return row, skills
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,21 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         client = make_client(None, args.archive)
-        skills = None
-        rows = []
+        rows, skills = [], []
         for v in args.variant:
             label, _, spec = v.partition("=")
-            rows.append(variant_row(client, label, spec, args.real, args.agents))
-            path = spec.rpartition(":")[0]
-            skills = (
-                skills or json.loads(Path(path).with_suffix(".report.json").read_text())["skills"]
-            )
+            row, skills = variant_row(client, label, spec, args.real, args.agents)
+            rows.append(row)
     except (MosgymError, OSError, KeyError, ValueError) as e:
         print(f"mosgym: error: calibration variants: {e}", file=sys.stderr)
         return 2
     print(
         f"Calibrations of the simulator for `{args.real}`: the held-out fit (R^2 per skill: "
-        f"{', '.join(skills or [])}), the most negative transfer from the largest skill, and "
+        f"{', '.join(skills)}), the most negative transfer from the largest skill, and "
         f"fidelity over {len(args.agents)} agents ({', '.join(args.agents)}), same seeds.\n"
     )
     print(

@@ -49,37 +49,32 @@ echo "== SmolLM2 simulator: calibration and fidelity"   # kept as they are when 
 if [[ -f envs/sim-skills-smollm2.report.md ]]; then
   cp envs/sim-skills-smollm2.report.md "$OUT/calibration-smollm2.md"
 fi
-# Written to a temporary file first: a failed fidelity never leaves half a table behind.
-if err=$($PY -m mosgym.fidelity ${SRC[@]+"${SRC[@]}"} --real "$SMOLLM2_EXP" \
-    --sim "$SMOLLM2_SIM_EXP" --agents $SMOLLM2_FIDELITY_AGENTS 2>&1 >"$OUT/.fidelity-smollm2"); then
-  mv "$OUT/.fidelity-smollm2" "$OUT/fidelity-smollm2.md"
-else
-  rm -f "$OUT/.fidelity-smollm2"
-  echo "fidelity-smollm2: block kept (${err##*$'\n'})"
-fi
+# block NAME CMD...: CMD's output becomes $OUT/NAME.md (the README block NAME). It is written to
+# a temporary file first, so a command that fails (its runs are absent) leaves the block as it
+# was, and never half a table.
+block() {
+  local name=$1 err; shift
+  if err=$("$@" 2>&1 >"$OUT/.$name"); then
+    mv "$OUT/.$name" "$OUT/$name.md"
+  else
+    rm -f "$OUT/.$name"
+    echo "$name: block kept (${err##*$'\n'})"
+  fi
+}
+block fidelity-smollm2 $PY -m mosgym.fidelity ${SRC[@]+"${SRC[@]}"} --real "$SMOLLM2_EXP" \
+  --sim "$SMOLLM2_SIM_EXP" --agents $SMOLLM2_FIDELITY_AGENTS
 # The SmolLM2 simulator's calibrations side by side: the first one (flat draws, no penalty),
-# each remedy alone, both (envs/sim-skills-smollm2.yaml). Kept as it is when a part is absent.
+# each remedy alone, both (envs/sim-skills-smollm2.yaml).
 V=paper/results/calibration-smollm2-variants
-if err=$($PY paper/calibration_variants.py ${SRC[@]+"${SRC[@]}"} --real "$SMOLLM2_EXP" \
-    --agents $SMOLLM2_FIDELITY_AGENTS \
-    --variant "9 flat draws=$V/flat9.yaml:paper-sim-skills-smollm2" \
-    --variant "9 flat, ridge (CV)=$V/flat9-ridge.yaml:paper-sim-skills-smollm2-flat9-ridge" \
-    --variant "9 flat + 4 corners=$V/corners13.yaml:paper-sim-skills-smollm2-corners13" \
-    --variant "9 flat + 4 corners, ridge (CV)=envs/sim-skills-smollm2.yaml:$SMOLLM2_SIM_EXP" \
-    2>&1 >"$OUT/.calibration-variants-smollm2"); then
-  mv "$OUT/.calibration-variants-smollm2" "$OUT/calibration-variants-smollm2.md"
-else
-  rm -f "$OUT/.calibration-variants-smollm2"
-  echo "calibration-variants-smollm2: block kept (${err##*$'\n'})"
-fi
+block calibration-variants-smollm2 $PY paper/calibration_variants.py ${SRC[@]+"${SRC[@]}"} \
+  --real "$SMOLLM2_EXP" --agents $SMOLLM2_FIDELITY_AGENTS \
+  --variant "9 flat draws=$V/flat9.yaml:paper-sim-skills-smollm2" \
+  --variant "9 flat, ridge (CV)=$V/flat9-ridge.yaml:paper-sim-skills-smollm2-flat9-ridge" \
+  --variant "9 flat + 4 corners=$V/corners13.yaml:paper-sim-skills-smollm2-corners13" \
+  --variant "9 flat + 4 corners, ridge (CV)=envs/sim-skills-smollm2.yaml:$SMOLLM2_SIM_EXP"
 # Issue 15 item 4: the online learners at S = 50 and S = 10 (paper/decisions_per_run.sh).
-if err=$($PY paper/decisions_table.py ${SRC[@]+"${SRC[@]}"} --agents ppo sac odm mos-cossim-ema \
-    --interval "50=$EXP" --interval "10=$EXP-s10" --seeds 0 1 2 2>&1 >"$OUT/.decisions"); then
-  mv "$OUT/.decisions" "$OUT/decisions.md"
-else
-  rm -f "$OUT/.decisions"
-  echo "decisions: block kept (${err##*$'\n'})"
-fi
+block decisions $PY paper/decisions_table.py ${SRC[@]+"${SRC[@]}"} \
+  --agents ppo sac odm mos-cossim-ema --interval "50=$EXP" --interval "10=$EXP-s10" --seeds 0 1 2
 $PY paper/fill_readme.py ${SRC[@]+"${SRC[@]}"} --experiments "$EXP" calib-skills-tiny "$SIM_EXP" \
   "$SMOLLM2_EXP" calib-skills-smollm2 paper-sim-skills-smollm2 paper-sim-skills-smollm2-flat9-ridge \
   paper-sim-skills-smollm2-corners13 "$SMOLLM2_SIM_EXP" "$EXP-s10" bench-skills-tiny-real \

@@ -59,12 +59,12 @@ def write_outputs(out: Path, config: dict[str, Any], report: dict[str, Any]) -> 
     """Write the YAML and its report (.report.json, .report.md) next to it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     ridge = float(report.get("transfer_ridge", 0.0))
-    how = "cv" if "transfer_ridge_cv" in report else f"{ridge:g}"
-    chose = f" (CV chose {ridge:g})" if how == "cv" else ""
-    flag = f" --transfer-ridge {how}`{chose}" if ridge or how == "cv" else "`"
-    header = (
-        f"# Calibrated by `python -m mosgym.calibrate --experiment {report['experiment']}{flag}\n"
-    )
+    command, note = f"python -m mosgym.calibrate --experiment {report['experiment']}", ""
+    if "transfer_ridge_cv" in report:
+        command, note = f"{command} --transfer-ridge cv", f" (CV chose {ridge:g})"
+    elif ridge:
+        command = f"{command} --transfer-ridge {ridge:g}"
+    header = f"# Calibrated by `{command}`{note}\n"
     out.write_text(header + yaml.safe_dump(config, sort_keys=False, width=100), encoding="utf-8")
     stem = out.with_suffix("")
     js, md = Path(f"{stem}.report.json"), Path(f"{stem}.report.md")

@@ -189,6 +189,12 @@ class _Layout:
         return np.concatenate(x), np.concatenate(lo), np.concatenate(hi)
 
 
+def group_of(run: RunCurves) -> str:
+    """The mixture group a run belongs to (its own id when it has none): what hold-outs and
+    cross-validation keep together."""
+    return run.group or run.run_id
+
+
 def _check_runs(runs: list[RunCurves], train_sizes: np.ndarray) -> int:
     if not runs:
         raise MosgymError("calibration: no runs to fit (log some runs of the real env first)")
@@ -297,7 +303,7 @@ def choose_transfer_ridge(
     (the simpler transfer). Costs len(grid) x groups fits; the held-out runs of the calibration
     are not among `runs`, so they stay unseen.
     """
-    groups = sorted({r.group or r.run_id for r in runs})
+    groups = sorted({group_of(r) for r in runs})
     if len(groups) < 2:
         raise MosgymError(
             "transfer ridge cv: needs runs of at least 2 mixture groups to leave one out"
@@ -306,8 +312,8 @@ def choose_transfer_ridge(
     for lam in grid:
         errs = []
         for g in groups:
-            train = [r for r in runs if (r.group or r.run_id) != g]
-            left = [r for r in runs if (r.group or r.run_id) == g]
+            train = [r for r in runs if group_of(r) != g]
+            left = [r for r in runs if group_of(r) == g]
             fit = fit_sim_params(train, train_sizes, transfer_ridge=lam, **fit_kwargs)
             errs.append(log_residual_mse(fit, left, train_sizes))
         scores[float(lam)] = float(np.mean(errs))
@@ -350,7 +356,7 @@ def split_holdout(
             raise MosgymError(f"--holdout-runs: no such run in the experiment: {unknown}")
         held = [r for r in runs if r.run_id in holdout_runs]
     else:
-        groups = sorted({r.group or r.run_id for r in runs})
+        groups = sorted({group_of(r) for r in runs})
         k = (1 if len(groups) > 1 else 0) if holdout is None else holdout
         if k < 0 or k >= len(groups):
             raise MosgymError(
@@ -358,7 +364,7 @@ def split_holdout(
                 "mixture groups and at least one must remain for fitting)"
             )
         out = set(groups[len(groups) - k :])
-        held = [r for r in runs if (r.group or r.run_id) in out]
+        held = [r for r in runs if group_of(r) in out]
     fit = [r for r in runs if r not in held]
     if not fit:
         raise MosgymError("calibration: every run is held out; keep at least one for fitting")
