@@ -5,6 +5,8 @@
 #   STAGE=tune bash paper/benchmark_skills_tiny.sh   # Optuna: agents/bench/skills-tiny/*.yaml
 #   bash paper/benchmark_skills_tiny.sh              # sim, real, report (the default: all)
 #   STAGE=sim|real|report bash paper/benchmark_skills_tiny.sh
+#   STAGE=real-train REAL_TRAIN_ALGOS="ppo sac" REAL_EPISODES=10 bash paper/benchmark_skills_tiny.sh
+#     # the other route: trained on the real env itself (after sim), deployed as ppo-real
 # Run tune first (it writes the entries the other stages read; a changed entry is a new
 # benchmark). Every stage is resumable: after an interruption rerun the same command. The real
 # stage can run as two processes on two cores: SHARD=0/2 ... & SHARD=1/2 ... (STAGE=real).
@@ -20,7 +22,10 @@ case "${STAGE:-all}" in
   tune) bench --stage tune --trials "${TRIALS:-30}" --tune-budget "${TUNE_BUDGET:-50000}" ;;
   sim) bench --stage sim ;;
   real) bench --stage real ${SHARD:+--shard "$SHARD"} ;;
+  # shellcheck disable=SC2086  # REAL_TRAIN_ALGOS is a space-separated list on purpose
+  real-train) bench --stage real-train --real-episodes "${REAL_EPISODES:-8}" \
+    ${REAL_TRAIN_ALGOS:+--real-train-algos $REAL_TRAIN_ALGOS} ${SHARD:+--shard "$SHARD"} ;;
   report) bench --stage report --readme paper/README.md ;;
   all) bench --stage sim && bench --stage real && bench --stage report --readme paper/README.md ;;
-  *) echo "STAGE must be tune, sim, real, report or all" >&2; exit 2 ;;
+  *) echo "STAGE must be tune, sim, real, real-train, report or all" >&2; exit 2 ;;
 esac

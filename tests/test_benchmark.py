@@ -268,6 +268,10 @@ def _mismatched_sim(tmp_path: Path) -> Path:
         (["--eval-every", "5000"], "--eval-every 5000: must be between 1 and --budget"),
         (["--stage", "tune", "--trials", "0"], "--trials 0: must be >= 1"),
         (["--shard", "2/2"], "--shard 2/2: expected I/N"),
+        (["--stage", "real-train", "--algos", "mos", "odm"], "has none"),
+        (["--stage", "real-train", "--real-episodes", "0"], "--real-episodes 0: must be >= 1"),
+        (["--stage", "real-train", "--algos", "ppo", "--real-train-algos", "sac"], "sac: not one"),
+        (["--stage", "real-train", "--experiment", "never-run"], "run the simulator stage first"),
         (["--readme", "NOBLOCK"], "no block for this suite"),
     ],
 )  # fmt: skip

@@ -347,8 +347,9 @@ def _rebuild(
             states = {name: _state(pz, name) for name in names}
             model.set_parameters(states, exact_match=True, device=device)
             _set_variables(pz, model, extra)
-            if isinstance(pz.data.get("num_timesteps"), int):
-                model.num_timesteps = pz.data["num_timesteps"]
+            for counter in ("num_timesteps", "_n_updates"):  # _n_updates: TD3's policy delay
+                if isinstance(pz.data.get(counter), int):
+                    setattr(model, counter, pz.data[counter])
     except MosgymError:
         raise
     except Exception as e:  # shapes, names and settings that do not fit: SB3 and torch vary

@@ -105,6 +105,15 @@ def load_agent_config(
     cfg.params = from_dict(PARAMS[cfg.kind], cfg.params, f"{where}.params")
     if cfg.kind == "sb3-policy":
         cfg.params.path = _resolve_path(cfg.params.path, base)
+    if cfg.kind == "sb3" and cfg.params.resume_from:
+        cfg.params.resume_from = _resolve_path(cfg.params.resume_from, base)
+    if (
+        cfg.kind == "sb3"
+        and cfg.params.save_to
+        and base
+        and not Path(cfg.params.save_to).is_absolute()
+    ):
+        cfg.params.save_to = str(base / cfg.params.save_to)
     native = native_action_kind(cfg)
     if cfg.action_kind is None:
         cfg.action_kind = native

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,14 @@ class SB3Params:
     """SAC/TD3: std of Gaussian exploration noise on actions (0: none)."""
     device: str = "cpu"
     """Torch device for the policy (tiny MLPs: the CPU is fastest)."""
+    resume_from: str | None = None
+    """Go on learning from this model (the `save_to` file of an earlier run): weights, optimizer
+    states and step count, read without unpickling, and an off-policy algorithm's replay buffer
+    from the `.buffer.npz` beside it. Chains runs into one training across episodes, each a
+    fresh fine-tuning run (`mosgym benchmark --stage real-train`)."""
+    save_to: str | None = None
+    """After learning, save the model here (.zip, SB3's format) and an off-policy algorithm's
+    replay buffer beside it (`<file>.buffer.npz`), both written whole or not at all."""
 
 
 @dataclass
@@ -260,7 +269,9 @@ class SB3Agent:
         sink from `set_metrics_sink`), keys prefixed 'sb3/', step = env steps * S.
         """
         log_metrics = log_metrics or self.metrics_sink
-        if self.model is None:
+        if self.model is None and self.params.resume_from:
+            self._resume(env, self.params.resume_from)
+        elif self.model is None:
             self.model = self._build(env)
         else:
             self.model.set_env(env)
@@ -274,6 +285,19 @@ class SB3Agent:
             log_interval=self.params.log_interval,
             reset_num_timesteps=False,
         )
+        if self.params.save_to:
+            self.save_with_buffer(self.params.save_to)
+
+    def _resume(self, env: gym.Env, path: str) -> None:
+        """The saved model, on `env`, seeded with this run's seed: SB3 resets the env with it
+        at the start of `learn`, as it does for a new model."""
+        self.load(path, (env.observation_space, env.action_space))
+        assert self.model is not None
+        self.model.set_env(env)
+        self.model.set_random_seed(self.seed)
+        buffer = getattr(self.model, "replay_buffer", None)
+        if buffer is not None:
+            load_replay_buffer(buffer, buffer_path(path))
 
     def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None:
         """Nothing per episode: SB3 keeps its own rollout state."""
@@ -299,13 +323,26 @@ class SB3Agent:
             raise MosgymError(f"agent {self.name}: nothing to save before learn()")
         self.model.save(path)
 
-    def load(self, path: str | Path) -> None:
+    def save_with_buffer(self, path: str | Path) -> None:
+        """`save`, plus an off-policy algorithm's replay buffer (`buffer_path`); each file is
+        written under a temporary name and renamed, so a stopped run leaves no half file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.zip")
+        self.save(tmp)
+        buffer = getattr(self.model, "replay_buffer", None)
+        if buffer is not None:
+            save_replay_buffer(buffer, buffer_path(path))
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path, spaces: tuple[gym.Space, gym.Space] | None = None) -> None:
         """Go on from a saved model (weights, optimizer states, step count; read without
-        unpickling): call after setup(); the YAML's settings must match the file's."""
+        unpickling): call after setup(); the YAML's settings must match the file's. spaces:
+        the env's (observation, action) spaces (default: mosgym's for the spec's skills)."""
         if self.spec is None:
             raise MosgymError(f"agent {self.name}: call setup() before load()")
         n = len(self.spec.skill_names)
-        spaces = mosgym_spaces(n, self.spec.action_kind)
+        spaces = spaces or mosgym_spaces(n, self.spec.action_kind)
         kwargs = self._with_noise(n)
         self.model = load_policy(
             path, self.cls, spaces=spaces, device=self.params.device, train_kwargs=kwargs
@@ -344,6 +381,55 @@ class SB3PolicyAgent:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Nothing to restore: the policy is the file."""
+
+
+BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+"""The arrays of an SB3 ReplayBuffer (next_observations is None with optimize_memory_usage)."""
+
+
+def buffer_path(model_path: str | Path) -> Path:
+    """Where a model's replay buffer is kept: `ppo.zip` -> `ppo.buffer.npz`."""
+    path = Path(model_path)
+    return path.with_name(f"{path.name.removesuffix('.zip')}.buffer.npz")
+
+
+def save_replay_buffer(buffer: Any, path: Path) -> None:
+    """The buffer's arrays and position as a plain .npz (SB3's own `save_replay_buffer`
+    pickles, and reading a pickle runs whatever it holds)."""
+    arrays = {f: getattr(buffer, f) for f in BUFFER_FIELDS if getattr(buffer, f, None) is not None}
+    arrays["pos_full"] = np.array([buffer.pos, int(buffer.full)], dtype=np.int64)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)  # a buffer mostly unfilled compresses to little
+    os.replace(tmp, path)
+
+
+def load_replay_buffer(buffer: Any, path: Path) -> None:
+    """Fill `buffer` from `save_replay_buffer`'s file; a missing file or arrays of another
+    shape (another buffer size or env) are one MosgymError."""
+    if not path.is_file():
+        raise MosgymError(
+            f"{path}: no replay buffer beside the model to resume; resume from a file that "
+            "mosgym's save_to wrote (it writes both)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            found = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise MosgymError(f"{path}: not a readable replay buffer ({e})") from None
+    if "pos_full" not in found:
+        raise MosgymError(f"{path}: not a replay buffer written by mosgym (no position)")
+    for f in BUFFER_FIELDS:
+        mine = getattr(buffer, f, None)
+        if mine is None:
+            continue
+        if f not in found or found[f].shape != mine.shape:
+            got = found[f].shape if f in found else "nothing"
+            raise MosgymError(
+                f"{path}: replay buffer {f} has shape {got}, this agent's {mine.shape}; resume "
+                "with the buffer_size and env the file was written with"
+            )
+        mine[...] = found[f]
+    buffer.pos, buffer.full = int(found["pos_full"][0]), bool(found["pos_full"][1])
 
 
 def predict(model: BaseAlgorithm, obs: np.ndarray, deterministic: bool) -> np.ndarray | int:

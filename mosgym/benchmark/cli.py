@@ -8,7 +8,9 @@ command skips what is finished.
 
 Stages (--stage): sim (train and score in the simulator), real (deploy), report (leaderboard
 from MLflow alone), all (the three in turn, the default), tune (Optuna search of each
-algorithm's entry in the simulator; writes agents/bench/<suite>/<algo>.yaml).
+algorithm's entry in the simulator; writes agents/bench/<suite>/<algo>.yaml), real-train (the
+other route, not in 'all': each SB3 algorithm trained on the real env itself across
+--real-episodes fine-tuning runs, then deployed as <algo>-real; mosgym.benchmark.real_train).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from mosgym.experiment.request import parse_seeds
 from mosgym.records.store import setup_cli_logging
 
 log = logging.getLogger("mosgym.benchmark")
-STAGES = ("all", "sim", "real", "report", "tune")
+STAGES = ("all", "sim", "real", "report", "tune", "real-train")
 
 EXAMPLES = """Examples:
   mosgym benchmark --suite skills-tiny --stage sim          # train and score in the simulator
@@ -36,6 +38,7 @@ EXAMPLES = """Examples:
   mosgym benchmark --suite skills-tiny --stage report --readme paper/README.md
   mosgym benchmark --suite skills-tiny --algos ppo ppo-dr mos --seeds 0-2 --budget 50000
   mosgym benchmark --suite skills-tiny --stage tune --algos ppo mos --trials 30
+  mosgym benchmark --suite skills-tiny --algos ppo sac --stage real-train --real-episodes 8
 """
 
 
@@ -105,7 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard",
         default=None,
         metavar="I/N",
-        help="real stage: run only deployments k with k %% N == I (N processes side by side)",
+        help="real stages: run only deployments (real-train: chains) k with k %% N == I",
+    )
+    a(
+        "--real-episodes",
+        type=int,
+        default=8,
+        help="real-train: real fine-tuning runs each SB3 algorithm x seed learns from (8)",
+    )
+    a(
+        "--real-train-algos",
+        nargs="+",
+        default=None,
+        metavar="ALGO",
+        help="real-train: only these of --algos (default: every SB3 one)",
     )
     a("--readme", type=Path, default=None, help="report: fill its benchmark-SUITE block")
     a("--n-boot", type=int, default=2000, help="bootstrap samples (default 2000)")
@@ -161,6 +177,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise MosgymError(f"--n-boot {args.n_boot}: use at least 100 bootstrap samples")
     if args.threads < 1:
         raise MosgymError(f"--threads {args.threads}: must be >= 1")
+    if args.real_episodes < 1:
+        raise MosgymError(f"--real-episodes {args.real_episodes}: must be >= 1")
+    if args.stage == "real-train":
+        from mosgym.benchmark.real_train import trainable
+
+        trainable(settings, args.real_train_algos)  # nothing to train: an error now
     return settings
 
 
@@ -237,6 +259,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         out["real"] = run_real_stage(client, settings, parse_shard(args.shard))
         _summary("real", out["real"])
+    if args.stage == "real-train":
+        from mosgym.benchmark.real_train import run_real_train_stage
+
+        shard = parse_shard(args.shard)
+        out["real-train"] = run_real_train_stage(
+            client, settings, args.real_episodes, shard, args.real_train_algos
+        )
+        _summary("real-train", out["real-train"])
     if args.stage in ("all", "report"):
         from mosgym.benchmark.report import run_report_stage
 

@@ -48,7 +48,7 @@ class Deployment:
     """Env overrides (the suite's, then the entry's interval)."""
 
 
-def _write(path: Path, data: dict[str, Any], header: str) -> Path:
+def write_yaml(path: Path, data: dict[str, Any], header: str) -> Path:
     """Written under a temporary name, then renamed: a shard reading it never sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -65,10 +65,21 @@ def policy_yaml(settings: Settings, entry: Entry, seed: int) -> Path:
             f"no trained policy for {entry.algo} seed {seed} at {policy}: run the simulator "
             "stage first (--stage sim, same settings)"
         )
+    header = (
+        f"# Written by mosgym.benchmark: {entry.algo} trained {settings.budget} simulated "
+        f"env steps on {settings.suite.sim.name}, seed {seed}; frozen.\n"
+    )
     out = settings.out / "deploy" / f"{entry.algo}-s{seed}.yaml"
+    return frozen_policy_yaml(settings, entry, policy, out, entry.agent_name, header)
+
+
+def frozen_policy_yaml(
+    settings: Settings, entry: Entry, policy: Path, out: Path, name: str, header: str
+) -> Path:
+    """An sb3-policy agent YAML at `out` acting with `policy`, which `entry` trained."""
     sim = entry.sim_config(settings.suite)
     data = {
-        "name": entry.agent_name,
+        "name": name,
         "kind": "sb3-policy",
         "reward": to_dict(sim.reward),  # the observation carries the reward it trained with
         "action_kind": sim.action.kind,
@@ -77,18 +88,14 @@ def policy_yaml(settings: Settings, entry: Entry, seed: int) -> Path:
             "path": os.path.relpath(policy.resolve(), out.resolve().parent),
         },
     }
-    header = (
-        f"# Written by mosgym.benchmark: {entry.algo} trained {settings.budget} simulated "
-        f"env steps on {settings.suite.sim.name}, seed {seed}; frozen.\n"
-    )
-    return _write(out, data, header)
+    return write_yaml(out, data, header)
 
 
 def learner_yaml(settings: Settings, entry: Entry) -> Path:
     """An in-episode learner's agent YAML (its entry's tuned config), named bench-<algo>."""
     data = {k: v for k, v in to_dict(entry.agent).items() if v is not None}
     header = f"# Written by mosgym.benchmark from {entry.path}.\n"
-    return _write(settings.out / "deploy" / f"{entry.algo}.yaml", data, header)
+    return write_yaml(settings.out / "deploy" / f"{entry.algo}.yaml", data, header)
 
 
 def plan(settings: Settings) -> list[Deployment]:

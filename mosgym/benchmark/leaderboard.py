@@ -14,8 +14,6 @@ probabilities >= 0.75.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +53,11 @@ class Scores:
     real_seconds: dict[str, list[float]] = field(default_factory=dict)
     """Wall time of each real run (MLflow wall_time_s)."""
     notes: list[str] = field(default_factory=list)
+    real_train: dict[str, list[tuple[int, int, float, float]]] = field(default_factory=dict)
+    """Algorithms trained on the real env (ppo-real): per episode run (training seed, episode,
+    final mean dev loss, wall seconds)."""
+    real_episodes: dict[str, int] = field(default_factory=dict)
+    """ppo-real -> the real episodes behind its deployed policies."""
 
 
 def _history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -116,17 +119,53 @@ def _load_real(client: Any, settings: Settings, s: Scores) -> None:
         client, exp_id, f"tags.`{bt.BENCH}` = '{settings.bench_id}'", newest_first=True
     )
     seen: set[str] = set()
+    routes: dict[str, list[tuple[int, Any]]] = {}
     for run in runs:
-        tags = run.data.tags
-        name, trial = tags.get(bt.ALGO), tags.get(bt.TRIAL, run.info.run_id)
-        if run.info.status != "FINISHED" or name not in s.kinds or trial in seen:
+        tags, metrics = run.data.tags, run.data.metrics
+        name, trial = tags.get(bt.ALGO) or "", tags.get(bt.TRIAL, run.info.run_id)
+        route = _real_route(settings, name)
+        if run.info.status != "FINISHED" or trial in seen or not (name in s.kinds or route):
             continue
-        if not _wanted(settings, tags) or "final/dev_loss_mean" not in run.data.metrics:
+        if "final/dev_loss_mean" not in metrics:
+            continue
+        if tags.get(bt.ROLE) == bt.TRAIN_ROLE:  # an episode the policy learnt from
+            seen.add(trial)
+            if route and int(tags.get(bt.TRAIN_SEED, "-1")) in settings.seeds:
+                point = (int(tags[bt.TRAIN_SEED]), int(tags.get(bt.EPISODE, "0")))
+                wall = float(metrics.get("wall_time_s", math.nan))
+                s.real_train.setdefault(name, []).append(
+                    (*point, metrics["final/dev_loss_mean"], wall)
+                )
+            continue
+        if not _wanted(settings, tags):
             continue
         seen.add(trial)
-        s.real.setdefault(name, []).append(float(run.data.metrics["final/dev_loss_mean"]))
-        if "wall_time_s" in run.data.metrics:
-            s.real_seconds.setdefault(name, []).append(float(run.data.metrics["wall_time_s"]))
+        if route:  # kept apart until we know which episode count is the longest
+            routes.setdefault(name, []).append((int(tags.get(bt.EPISODES, "0")), run))
+            continue
+        _add_real(s, name, metrics)
+    for name, found in routes.items():
+        longest = max(e for e, _ in found)
+        s.kinds[name], s.real_episodes[name] = "trained on real", longest
+        for _, run in (x for x in found if x[0] == longest):
+            _add_real(s, name, run.data.metrics)
+        by_seed: dict[int, float] = {}
+        for seed, episode, _, wall in s.real_train.get(name, []):
+            if episode < longest:
+                by_seed[seed] = by_seed.get(seed, 0.0) + wall
+        s.train_seconds[name] = list(by_seed.values())
+
+
+def _real_route(settings: Settings, name: str) -> bool:
+    """Is `name` an algorithm of this benchmark trained on the real env (ppo-real)?"""
+    base, suffix = name[: -len(bt.ROUTE)], name[-len(bt.ROUTE) :]
+    return suffix == bt.ROUTE and base in settings.entries
+
+
+def _add_real(s: Scores, name: str, metrics: dict[str, float]) -> None:
+    s.real.setdefault(name, []).append(float(metrics["final/dev_loss_mean"]))
+    if "wall_time_s" in metrics:
+        s.real_seconds.setdefault(name, []).append(float(metrics["wall_time_s"]))
 
 
 # ----------------------------------------------------------------------------------- rows
@@ -250,6 +289,7 @@ def markdown(settings: Settings, s: Scores, table: list[Row], figures: str | Non
             f"| {num(r.real_s)} |"
         )
     lines += ["", _target_line(table, ref)]
+    lines += real_train_lines(s)
     if figures is not None:
         lines += [
             "",
@@ -260,6 +300,33 @@ def markdown(settings: Settings, s: Scores, table: list[Row], figures: str | Non
     if s.notes:
         lines += ["", "Notes:", *(f"- {n}" for n in s.notes)]
     return "\n".join(lines) + "\n"
+
+
+def real_train_lines(s: Scores) -> list[str]:
+    """The real-training route: what each `-real` row is and its curve over real episodes."""
+    if not s.real_episodes:
+        return []
+    longest = max(s.real_episodes.values())
+    lines = [
+        "",
+        f"`ALGO{bt.ROUTE}`: the same entry trained on the real env itself, across real episodes "
+        "(each a fresh fine-tuning run from the same initial weights, seeds 10000 + 1000 x "
+        "training seed + episode), then frozen and deployed like the others; its train s/seed "
+        "is those episodes' wall time. Final mean dev loss of each training episode, mean "
+        "over training seeds:",
+        "",
+        "| agent | " + " | ".join(f"ep {k + 1}" for k in range(longest)) + " |",
+        "|---|" + "---|" * longest,
+    ]
+    for name in sorted(s.real_episodes):
+        by_episode: dict[int, list[float]] = {}
+        for _, episode, loss, _ in s.real_train.get(name, []):
+            by_episode.setdefault(episode, []).append(loss)
+        cells = [
+            num(float(np.mean(by_episode[k]))) if k in by_episode else "-" for k in range(longest)
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _seeds(seeds: list[int]) -> str:
@@ -281,47 +348,3 @@ def _target_line(table: list[Row], ref: str) -> str:
         f"Target (a policy trained only in the simulator with P(beats `{ref}`) and "
         f"P(beats `{MOS_PROP}`) >= {TARGET_POI}): {verdict}."
     )
-
-
-def _csv_fields(r: Row) -> dict[str, float | int | str]:
-    """One leaderboard row as named numbers, in the CSV's column order."""
-    return {
-        "agent": r.name, "kind": r.kind, "real_runs": r.real_n, "real_iqm": r.real_iqm,
-        "real_ci_low": r.real_ci.lo, "real_ci_high": r.real_ci.hi,
-        "poi_best_static": r.poi_static, "poi_best_static_low": r.poi_static_ci.lo,
-        "poi_best_static_high": r.poi_static_ci.hi, "poi_mos_prop": r.poi_mos,
-        "poi_mos_prop_low": r.poi_mos_ci.lo, "poi_mos_prop_high": r.poi_mos_ci.hi,
-        "sim_runs": r.sim_n, "sim_iqm": r.sim_iqm, "sim_ci_low": r.sim_ci.lo,
-        "sim_ci_high": r.sim_ci.hi, "sim_to_real_gap": r.gap,
-        "train_seconds_median": r.train_s, "real_seconds_median": r.real_s,
-    }  # fmt: skip
-
-
-def leaderboard_csv(table: list[Row]) -> str:
-    """Full precision; empty cells where there is no number."""
-
-    def f(x: float | int | str) -> str:
-        if isinstance(x, float):
-            return "" if math.isnan(x) else repr(x)
-        return str(x)
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    for k, r in enumerate(table):
-        fields = _csv_fields(r)
-        if k == 0:
-            w.writerow(fields)
-        w.writerow([f(v) for v in fields.values()])
-    return buf.getvalue()
-
-
-def curves_csv(s: Scores) -> str:
-    """One line per algorithm x seed x evaluation point."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["agent", "seed", "env_steps", "sim_final_dev_loss_mean"])
-    for name, curves in s.curves.items():
-        for seed, steps, values in sorted(curves, key=lambda c: int(c[0])):
-            for st, v in zip(steps, values, strict=True):
-                w.writerow([name, seed, int(st), repr(float(v))])
-    return buf.getvalue()

@@ -1,12 +1,12 @@
 """Write the leaderboard: a folder, the parent run's artifacts, and a README block.
 
-The folder (`<out>/report`: leaderboard.md, leaderboard.csv, learning_curves.csv and the three
-PNGs) is built in a temporary sibling and swapped in, never half-written. With a README, the
-markdown also goes to `<readme folder>/results/benchmark-<suite>.md` (PNGs and the two CSVs
-beside it in a folder of that name) and between the README's
-`<!-- BEGIN benchmark-<suite> -->` and `<!-- END ... -->` markers, headings demoted two
-levels: exactly what paper/fill_readme.py writes from that file, so `paper/make_report.sh`
-keeps the block as it is.
+The folder (`<out>/report`: leaderboard.md, leaderboard.csv, learning_curves.csv, the three
+PNGs, and real_train_curves.csv when an algorithm was trained on the real env) is built in a
+temporary sibling and swapped in, never half-written. With a README, the markdown also goes to
+`<readme folder>/results/benchmark-<suite>.md` (PNGs and the CSVs beside it in a folder of that
+name) and between the README's `<!-- BEGIN benchmark-<suite> -->` and `<!-- END ... -->`
+markers, headings demoted two levels: exactly what paper/fill_readme.py writes from that file,
+so `paper/make_report.sh` keeps the block as it is.
 """
 
 from __future__ import annotations
@@ -19,15 +19,9 @@ from typing import Any
 
 from mosgym.analysis.compare import write_atomically
 from mosgym.benchmark import tracking as bt
+from mosgym.benchmark.exports import curves_csv, leaderboard_csv, real_train_csv
 from mosgym.benchmark.figures import FIGURES, write_figures
-from mosgym.benchmark.leaderboard import (
-    Row,
-    curves_csv,
-    leaderboard_csv,
-    load_scores,
-    markdown,
-    rows,
-)
+from mosgym.benchmark.leaderboard import Row, load_scores, markdown, rows
 from mosgym.benchmark.protocol import Settings
 from mosgym.errors import MosgymError
 
@@ -59,6 +53,8 @@ def run_report_stage(
         (tmp / "leaderboard.md").write_text(md, encoding="utf-8")
         (tmp / "leaderboard.csv").write_text(leaderboard_csv(table), encoding="utf-8")
         (tmp / "learning_curves.csv").write_text(curves_csv(s), encoding="utf-8")
+        if s.real_train:
+            (tmp / "real_train_curves.csv").write_text(real_train_csv(s), encoding="utf-8")
         write_figures(str(tmp), s, table)
 
     write_atomically(folder, fill)
@@ -110,6 +106,8 @@ def fill_readme(readme: Path, settings: Settings, s: Any, table: list[Row]) -> N
     # The numbers behind the block, so a report can be re-read without the MLflow store.
     (figures / "leaderboard.csv").write_text(leaderboard_csv(table), encoding="utf-8")
     (figures / "learning_curves.csv").write_text(curves_csv(s), encoding="utf-8")
+    if s.real_train:
+        (figures / "real_train_curves.csv").write_text(real_train_csv(s), encoding="utf-8")
     md = markdown(settings, s, table, figures=f"results/{name}")
     (results / f"{name}.md").write_text(md, encoding="utf-8")
     text = readme.read_text(encoding="utf-8")

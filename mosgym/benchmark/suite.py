@@ -34,6 +34,8 @@ ALGORITHMS = (*ALGOS, *IN_EPISODE)
 simulators (domain randomisation)."""
 DEFAULT_ALGOS = ("ppo", "a2c", "sac", "td3", "dqn", "mos", "odm")
 DR_SUFFIX = "-dr"
+PLUMBING = ("resume_from", "save_to")
+"""SB3 agent settings that say where files go, not how the agent behaves."""
 BASELINES = ("static-prop", "static-temp", "static-uni", "mos-cossim-ema", "mos-prior-tau1")
 """Deployed on the real env next to the trained policies: the static heuristics and MoS as
 published (uniform prior) and with the PROP prior (the issue's target to beat)."""
@@ -188,8 +190,14 @@ class Entry:
         return agent_env(suite.sim, self.agent, self.env_sets())
 
     def identity(self) -> dict[str, Any]:
-        """What defines the entry's behaviour (for trial ids): settings and resolved agent."""
-        return {"algo": self.algo, "settings": to_dict(self.settings), "agent": to_dict(self.agent)}
+        """What defines the entry's behaviour (for trial ids): settings and resolved agent.
+        Unset file plumbing (an SB3 agent's resume_from / save_to) is left out, so that the ids
+        of benchmarks run before those settings existed stay what they were."""
+        agent = to_dict(self.agent)
+        params = agent.get("params")
+        if isinstance(params, dict):
+            agent["params"] = {k: v for k, v in params.items() if not (k in PLUMBING and v is None)}
+        return {"algo": self.algo, "settings": to_dict(self.settings), "agent": agent}
 
 
 def entry_path(algo: str, suite: str, hparams: str | None) -> Path:

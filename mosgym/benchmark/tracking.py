@@ -34,6 +34,9 @@ KIND, BENCH, TRIAL, ALGO = (
 SPEC, PARENT_TAG, SEED = "mosgym.bench.spec", "mlflow.parentRunId", "mosgym.seed"
 TRAIN_SEED, ERROR = "mosgym.bench.train_seed", "mosgym.error"
 TRAIN_KIND, BASELINE_KIND = "bench-train", "bench-sim-baseline"
+# The real-training route (mosgym.benchmark.real_train): its episodes and final deployments.
+ROLE, EPISODE, EPISODES = "mosgym.bench.role", "mosgym.bench.episode", "mosgym.bench.episodes"
+TRAIN_ROLE, ROUTE = "real-train", "-real"
 
 
 def experiment_id(client: Any, name: str, create: bool) -> str | None:
