@@ -174,23 +174,29 @@ def finished_deployments(client: Any, settings: Settings) -> dict[str, Any]:
 def run_real_stage(client: Any, settings: Settings, shard: tuple[int, int] = (0, 1)) -> StageCounts:
     """Run every deployment not finished yet, one `run_request` at a time; with a shard (I, N)
     only deployments k with k % N == I, so N processes can share the work."""
-    from mosgym.experiment.runner import run_request
-
     bt.require_parent(client, settings.experiment, settings.bench_id)  # before any real run
     counts = StageCounts()
     deployments = plan(settings)
     requests = [request(settings, d) for d in deployments]  # every config error before a run
     done = finished_deployments(client, settings)
     for k, (d, req) in enumerate(zip(deployments, requests, strict=True)):
-        if k % shard[1] != shard[0]:
-            continue
-        label = f"{d.algo} on real seed {d.seed}" + (
-            "" if d.train_seed is None else f" (policy of seed {d.train_seed})"
-        )
-        if req.extra_tags[bt.TRIAL] in done:
-            counts.skipped.append(label)
-            continue
-        log.info("deploying %s: %s", label, deploy_command(settings, d))
-        run_request(req)
-        counts.done.append(label)
+        if k % shard[1] == shard[0]:
+            deploy_one(settings, d, req, done, counts)
     return counts
+
+
+def deploy_one(
+    settings: Settings, d: Deployment, req: RunRequest, done: dict[str, Any], counts: StageCounts
+) -> None:
+    """Run deployment `d` (request `req`) unless its trial is in `done` (finished before)."""
+    from mosgym.experiment.runner import run_request
+
+    label = f"{d.algo} on real seed {d.seed}" + (
+        "" if d.train_seed is None else f" (policy of seed {d.train_seed})"
+    )
+    if req.extra_tags[bt.TRIAL] in done:
+        counts.skipped.append(label)
+        return
+    log.info("deploying %s: %s", label, deploy_command(settings, d))
+    run_request(req)
+    counts.done.append(label)

@@ -10,6 +10,11 @@ with the PROP prior's, the simulator IQM beside the real one and the sim-to-real
 minus simulator IQM: how much worse the real env treats the agent than the simulator
 predicted). The issue's target: a policy trained only in the simulator with both
 probabilities >= 0.75.
+
+Algorithms trained on the real env instead (`--stage real-train`, mosgym.benchmark.real_train)
+appear as ``ALGO-real`` rows of kind "trained on real": their deployments (of the policies
+trained on the most real episodes found), the real training time per seed, and the final mean
+dev loss of every training episode (their learning curve over real episodes).
 """
 
 from __future__ import annotations

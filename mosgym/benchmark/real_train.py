@@ -32,7 +32,7 @@ from typing import Any
 from mosgym.benchmark import tracking as bt
 from mosgym.benchmark.deploy import (
     Deployment,
-    deploy_command,
+    deploy_one,
     finished_deployments,
     frozen_policy_yaml,
     request,
@@ -212,11 +212,5 @@ def run_real_train_stage(
         for d in final_deployments(settings, chain, episodes):
             req = request(settings, d)
             req.extra_tags[bt.EPISODES] = str(episodes)  # the leaderboard keeps the longest
-            label = f"{d.algo} on real seed {d.seed} (policy of seed {d.train_seed})"
-            if req.extra_tags[bt.TRIAL] in deployed:
-                counts.skipped.append(label)
-                continue
-            log.info("deploying %s: %s", label, deploy_command(settings, d))
-            run_request(req)
-            counts.done.append(label)
+            deploy_one(settings, d, req, deployed, counts)
     return counts
