@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from stable_baselines3 import SAC
 
 from mosgym.agents.policy_file import read_policy_zip
-from mosgym.agents.sb3 import buffer_path, load_replay_buffer, save_replay_buffer
+from mosgym.agents.replay_buffer import buffer_path, load_replay_buffer, save_replay_buffer
 from mosgym.benchmark import tracking as bt
 from mosgym.benchmark.real_train import episode_seed
 from mosgym.errors import MosgymError
