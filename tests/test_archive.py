@@ -436,7 +436,7 @@ def test_make_report_runs_from_an_archive_alone(tmp_path: Path) -> None:
         "runs", "table2", "table3", "table5", "rl", "calibration", "fidelity",
         "benchmark-skills-tiny", "smollm2", "calibration-smollm2", "fidelity-smollm2",
         "calibration-variants-smollm2", "decisions", "benchmark-skills-tiny-ppo-tuned5",
-        "benchmark-skills-tiny-a2c-tuned5",
+        "benchmark-skills-tiny-a2c-tuned5", "benchmark-skills-tiny-tuned-all",
     }  # fmt: skip
     before = dict(re.findall(r"<!-- BEGIN (\S+) -->\n(.*?)<!-- END \1 -->", readme, re.S))
     # No benchmark or SmolLM2 runs in this archive: their blocks are kept as they were.
