@@ -107,13 +107,8 @@ def load_agent_config(
         cfg.params.path = _resolve_path(cfg.params.path, base)
     if cfg.kind == "sb3" and cfg.params.resume_from:
         cfg.params.resume_from = _resolve_path(cfg.params.resume_from, base)
-    if (
-        cfg.kind == "sb3"
-        and cfg.params.save_to
-        and base
-        and not Path(cfg.params.save_to).is_absolute()
-    ):
-        cfg.params.save_to = str(base / cfg.params.save_to)
+    if cfg.kind == "sb3" and cfg.params.save_to and base is not None:
+        cfg.params.save_to = str(base / cfg.params.save_to)  # an absolute path stays itself
     native = native_action_kind(cfg)
     if cfg.action_kind is None:
         cfg.action_kind = native

@@ -98,19 +98,31 @@ def learner_yaml(settings: Settings, entry: Entry) -> Path:
     return write_yaml(settings.out / "deploy" / f"{entry.algo}.yaml", data, header)
 
 
+def paired_real_seeds(settings: Settings, train_seed: int) -> list[int]:
+    """The real seeds a policy of `train_seed` is deployed on ('zip': one, 'cross': all)."""
+    if settings.pairing == "zip":
+        return [settings.real_seeds[settings.seeds.index(train_seed)]]
+    return list(settings.real_seeds)
+
+
+def entry_sets(settings: Settings, entry: Entry) -> tuple[str, ...]:
+    """Env overrides of an entry's real runs: the suite's, then the entry's interval."""
+    return tuple(settings.suite.sets) + tuple(entry.env_sets())
+
+
 def plan(settings: Settings) -> list[Deployment]:
     """Every deployment of the benchmark, algorithms first, then the baselines."""
     sets = tuple(settings.suite.sets)
     out: list[Deployment] = []
     for algo, entry in settings.entries.items():
-        extra = sets + tuple(entry.env_sets())
+        extra = entry_sets(settings, entry)
         if not entry.trains:
             path = learner_yaml(settings, entry)
             out += [Deployment(algo, path, None, s, extra) for s in settings.real_seeds]
             continue
-        for i, seed in enumerate(settings.seeds):
+        for seed in settings.seeds:
             path = policy_yaml(settings, entry, seed)
-            reals = [settings.real_seeds[i]] if settings.pairing == "zip" else settings.real_seeds
+            reals = paired_real_seeds(settings, seed)
             out += [Deployment(algo, path, seed, s, extra) for s in reals]
     for name in settings.baselines:
         path, _ = baseline_agent(name)

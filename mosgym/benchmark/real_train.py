@@ -33,8 +33,10 @@ from mosgym.benchmark import tracking as bt
 from mosgym.benchmark.deploy import (
     Deployment,
     deploy_one,
+    entry_sets,
     finished_deployments,
     frozen_policy_yaml,
+    paired_real_seeds,
     request,
     write_yaml,
 )
@@ -132,9 +134,9 @@ def episode_request(settings: Settings, chain: Chain, k: int, decisions: int) ->
         f"training seed {chain.train_seed}, real episode {k}.\n"
     )
     path = write_yaml(chain.folder / f"episode{k:03d}.yaml", agent, header)
-    sets = tuple(settings.suite.sets) + tuple(entry.env_sets())
     seed = episode_seed(chain.train_seed, k)
-    req = request(settings, Deployment(chain.label, path, chain.train_seed, seed, sets))
+    d = Deployment(chain.label, path, chain.train_seed, seed, entry_sets(settings, entry))
+    req = request(settings, d)
     trial = digest(  # not the YAML: its paths differ between machines
         {
             "env": req.env,
@@ -170,9 +172,8 @@ def final_deployments(settings: Settings, chain: Chain, episodes: int) -> list[D
     )
     policy = chain.model(episodes - 1)
     path = frozen_policy_yaml(settings, chain.entry, policy, out, f"bench-{chain.label}", header)
-    i = settings.seeds.index(chain.train_seed)
-    reals = [settings.real_seeds[i]] if settings.pairing == "zip" else settings.real_seeds
-    sets = tuple(settings.suite.sets) + tuple(chain.entry.env_sets())
+    sets = entry_sets(settings, chain.entry)
+    reals = paired_real_seeds(settings, chain.train_seed)
     return [Deployment(chain.label, path, chain.train_seed, s, sets) for s in reals]
 
 
@@ -184,17 +185,16 @@ def run_real_train_stage(
     only: list[str] | None = None,
 ) -> StageCounts:
     """Train every chain not finished yet (of the algorithms `only`, default all; with a shard
-    (I, N): chains k with k % N == I), then deploy its final model; returns what was done and
-    what was found finished."""
+    (I, N): chains k with k % N == I) for `episodes` >= 1 episodes (the CLI checks it), then
+    deploy its final model; returns what was done and what was found finished."""
     from mosgym.experiment.runner import run_request
 
-    if episodes < 1:
-        raise MosgymError(f"--real-episodes {episodes}: must be >= 1")
     bt.require_parent(client, settings.experiment, settings.bench_id)
     todo = [c for k, c in enumerate(chains(settings, only)) if k % shard[1] == shard[0]]
     counts = StageCounts()
+    done = finished_episodes(client, settings)  # chains are disjoint: read once
+    deployed = finished_deployments(client, settings)
     for chain in todo:
-        done = finished_episodes(client, settings)
         real = agent_env(settings.suite.real, chain.entry.agent, chain.entry.env_sets())
         decisions = real.train.total_steps // real.train.interval
         for k in range(episodes):
@@ -208,7 +208,6 @@ def run_real_train_stage(
             if not chain.model(k).is_file():
                 raise MosgymError(f"{label}: the run ended without saving {chain.model(k)}")
             counts.done.append(label)
-        deployed = finished_deployments(client, settings)
         for d in final_deployments(settings, chain, episodes):
             req = request(settings, d)
             req.extra_tags[bt.EPISODES] = str(episodes)  # the leaderboard keeps the longest
