@@ -7,6 +7,8 @@
 #   STAGE=sim|real|report bash paper/benchmark_skills_tiny.sh
 #   STAGE=real-train REAL_TRAIN_ALGOS="ppo sac" REAL_EPISODES=10 bash paper/benchmark_skills_tiny.sh
 #     # the other route: trained on the real env itself (after sim), deployed as ppo-real
+#   STAGE=offline OFFLINE_ALGOS="cql iql" bash paper/benchmark_skills_tiny.sh
+#     # offline RL (d3rlpy) from the real runs already in MLflow (after sim), as cql-offline
 # Run tune first (it writes the entries the other stages read; a changed entry is a new
 # benchmark). Every stage is resumable: after an interruption rerun the same command. The real
 # stage can run as two processes on two cores: SHARD=0/2 ... & SHARD=1/2 ... (STAGE=real).
@@ -25,7 +27,10 @@ case "${STAGE:-all}" in
   # shellcheck disable=SC2086  # REAL_TRAIN_ALGOS is a space-separated list on purpose
   real-train) bench --stage real-train --real-episodes "${REAL_EPISODES:-8}" \
     ${REAL_TRAIN_ALGOS:+--real-train-algos $REAL_TRAIN_ALGOS} ${SHARD:+--shard "$SHARD"} ;;
+  # shellcheck disable=SC2086  # OFFLINE_ALGOS is a space-separated list on purpose
+  offline) bench --stage offline --offline-algos ${OFFLINE_ALGOS:-cql iql} \
+    --offline-steps "${OFFLINE_STEPS:-3000}" ${SHARD:+--shard "$SHARD"} ;;
   report) bench --stage report --readme paper/README.md ;;
   all) bench --stage sim && bench --stage real && bench --stage report --readme paper/README.md ;;
-  *) echo "STAGE must be tune, sim, real, real-train, report or all" >&2; exit 2 ;;
+  *) echo "STAGE must be tune, sim, real, real-train, offline, report or all" >&2; exit 2 ;;
 esac

@@ -272,6 +272,8 @@ def _mismatched_sim(tmp_path: Path) -> Path:
         (["--stage", "real-train", "--real-episodes", "0"], "--real-episodes 0: must be >= 1"),
         (["--stage", "real-train", "--algos", "ppo", "--real-train-algos", "sac"], "sac: not one"),
         (["--stage", "real-train", "--experiment", "never-run"], "run the simulator stage first"),
+        (["--stage", "offline", "--offline-algos", "bcq"], "--offline-algos bcq: name each of"),
+        (["--stage", "offline", "--offline-steps", "0"], "--offline-steps 0: must be >= 1"),
         (["--readme", "NOBLOCK"], "no block for this suite"),
     ],
 )  # fmt: skip

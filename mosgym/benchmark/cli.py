@@ -10,7 +10,9 @@ Stages (--stage): sim (train and score in the simulator), real (deploy), report 
 from MLflow alone), all (the three in turn, the default), tune (Optuna search of each
 algorithm's entry in the simulator; writes agents/bench/<suite>/<algo>.yaml), real-train (the
 other route, not in 'all': each SB3 algorithm trained on the real env itself across
---real-episodes fine-tuning runs, then deployed as <algo>-real; mosgym.benchmark.real_train).
+--real-episodes fine-tuning runs, then deployed as <algo>-real; mosgym.benchmark.real_train),
+offline (not in 'all' either: CQL and IQL learnt from the real runs already in MLflow, then
+deployed as <algo>-offline; mosgym.benchmark.offline).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mosgym.experiment.request import parse_seeds
 from mosgym.records.store import setup_cli_logging
 
 log = logging.getLogger("mosgym.benchmark")
-STAGES = ("all", "sim", "real", "report", "tune", "real-train")
+STAGES = ("all", "sim", "real", "report", "tune", "real-train", "offline")
 
 EXAMPLES = """Examples:
   mosgym benchmark --suite skills-tiny --stage sim          # train and score in the simulator
@@ -39,6 +41,7 @@ EXAMPLES = """Examples:
   mosgym benchmark --suite skills-tiny --algos ppo ppo-dr mos --seeds 0-2 --budget 50000
   mosgym benchmark --suite skills-tiny --stage tune --algos ppo mos --trials 30
   mosgym benchmark --suite skills-tiny --algos ppo sac --stage real-train --real-episodes 8
+  mosgym benchmark --suite skills-tiny --stage offline --offline-algos cql iql
 """
 
 
@@ -108,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard",
         default=None,
         metavar="I/N",
-        help="real stages: run only deployments (real-train: chains) k with k %% N == I",
+        help="real stages: run only deployments (real-train: chains; offline: algorithm x "
+        "seed) k with k %% N == I",
     )
     a(
         "--real-episodes",
@@ -122,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ALGO",
         help="real-train: only these of --algos (default: every SB3 one)",
+    )
+    a(
+        "--offline-algos",
+        nargs="+",
+        default=["cql", "iql"],
+        metavar="ALGO",
+        help="offline: d3rlpy algorithms learnt from the logged real runs (cql iql)",
+    )
+    a(
+        "--offline-steps",
+        type=int,
+        default=3000,
+        help="offline: gradient steps per algorithm x seed (3000)",
     )
     a("--readme", type=Path, default=None, help="report: fill its benchmark-SUITE block")
     a("--n-boot", type=int, default=2000, help="bootstrap samples (default 2000)")
@@ -179,6 +196,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise MosgymError(f"--threads {args.threads}: must be >= 1")
     if args.real_episodes < 1:
         raise MosgymError(f"--real-episodes {args.real_episodes}: must be >= 1")
+    if args.offline_steps < 1:
+        raise MosgymError(f"--offline-steps {args.offline_steps}: must be >= 1")
+    if args.stage == "offline":
+        from mosgym.benchmark.offline import check_algos as check_offline
+
+        check_offline(args.offline_algos)
     if args.stage == "real-train":
         from mosgym.benchmark.real_train import trainable
 
@@ -267,6 +290,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             client, settings, args.real_episodes, shard, args.real_train_algos
         )
         _summary("real-train", out["real-train"])
+    if args.stage == "offline":
+        from mosgym.benchmark.offline import run_offline_stage
+
+        shard = parse_shard(args.shard)
+        out["offline"] = run_offline_stage(
+            client, settings, args.offline_algos, args.offline_steps, shard
+        )
+        _summary("offline", out["offline"])
     if args.stage in ("all", "report"):
         from mosgym.benchmark.report import run_report_stage
 

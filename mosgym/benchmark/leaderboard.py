@@ -14,7 +14,9 @@ probabilities >= 0.75.
 Algorithms trained on the real env instead (`--stage real-train`, mosgym.benchmark.real_train)
 appear as ``ALGO-real`` rows of kind "trained on real": their deployments (of the policies
 trained on the most real episodes found), the real training time per seed, and the final mean
-dev loss of every training episode (their learning curve over real episodes).
+dev loss of every training episode (their learning curve over real episodes). Offline RL
+(`--stage offline`, mosgym.benchmark.offline) appears as ``ALGO-offline`` rows of kind "offline":
+policies learnt from logged real runs only, with their training time per seed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from mosgym.records.runs import search_all
 
 MOS_PROP = "mos-prior-tau1"
 TARGET_POI = 0.75
+OFFLINE_ROW = "offline"
 NAN = Interval(math.nan, math.nan)
 
 
@@ -94,6 +97,15 @@ def load_scores(client: Any, settings: Settings) -> Scores:
             s.curves.setdefault(name, []).append((run.data.tags[bt.TRAIN_SEED], steps, values))
             s.train_seconds.setdefault(name, []).append(run.data.metrics.get("train_seconds", 0))
     _load_real(client, settings, s)
+    trained: set[tuple[str, str | None]] = set()
+    for run in bt.children(client, parent, bt.OFFLINE_KIND):  # newest first: the policy in use
+        name, key = run.data.tags.get(bt.ALGO, ""), run.data.tags.get(bt.TRAIN_SEED)
+        if run.info.status == "FINISHED" and s.kinds.get(name) == OFFLINE_ROW:
+            if (name, key) not in trained:
+                trained.add((name, key))
+                s.train_seconds.setdefault(name, []).append(
+                    run.data.metrics.get("train_seconds", 0)
+                )
     return s
 
 
@@ -128,8 +140,9 @@ def _load_real(client: Any, settings: Settings, s: Scores) -> None:
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
         name, trial = tags.get(bt.ALGO) or "", tags.get(bt.TRIAL, run.info.run_id)
-        route = _real_route(settings, name)
-        if run.info.status != "FINISHED" or trial in seen or not (name in s.kinds or route):
+        route, offline = _real_route(settings, name), name.endswith(bt.OFFLINE)
+        known = name in s.kinds or route or offline
+        if run.info.status != "FINISHED" or trial in seen or not known:
             continue
         if "final/dev_loss_mean" not in metrics:
             continue
@@ -148,6 +161,12 @@ def _load_real(client: Any, settings: Settings, s: Scores) -> None:
         if route:  # kept apart until we know which episode count is the longest
             routes.setdefault(name, []).append((int(tags.get(bt.EPISODES, "0")), run))
             continue
+        if offline:  # retrained (other --offline-steps): the newest policy's runs only
+            key = f"{name}/{tags.get(bt.TRAIN_SEED)}/{tags.get(bt.SEED)}"
+            if key in seen:
+                continue
+            seen.add(key)
+            s.kinds[name] = OFFLINE_ROW
         _add_real(s, name, metrics)
     for name, found in routes.items():
         longest = max(e for e, _ in found)
@@ -295,6 +314,13 @@ def markdown(settings: Settings, s: Scores, table: list[Row], figures: str | Non
         )
     lines += ["", _target_line(table, ref)]
     lines += real_train_lines(s)
+    if OFFLINE_ROW in s.kinds.values():
+        lines += [
+            "",
+            f"`ALGO{bt.OFFLINE}`: CQL or IQL (d3rlpy) learnt from the real runs already in MLflow "
+            "(every usable run of this env, the real seeds a policy is scored on left out), "
+            "exported as a frozen SAC actor and deployed like the others.",
+        ]
     if figures is not None:
         lines += [
             "",

@@ -37,6 +37,8 @@ TRAIN_KIND, BASELINE_KIND = "bench-train", "bench-sim-baseline"
 # The real-training route (mosgym.benchmark.real_train): its episodes and final deployments.
 ROLE, EPISODE, EPISODES = "mosgym.bench.role", "mosgym.bench.episode", "mosgym.bench.episodes"
 TRAIN_ROLE, ROUTE = "real-train", "-real"
+# The offline route (mosgym.benchmark.offline): its training children and deployments' suffix.
+OFFLINE_KIND, OFFLINE = "bench-offline", "-offline"
 
 
 def experiment_id(client: Any, name: str, create: bool) -> str | None:
