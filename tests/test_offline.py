@@ -187,3 +187,29 @@ def _settings(tmp: Path) -> Any:
     from mosgym.benchmark.cli import build_parser, settings_from_args
 
     return settings_from_args(build_parser().parse_args(_offline_args(tmp)))
+
+
+def test_same_seed_same_offline_policy_and_the_export_acts_alike(tmp_path: Path) -> None:
+    pytest.importorskip("d3rlpy")  # CI installs it (.ci/run)
+    from stable_baselines3 import SAC
+
+    from mosgym.agents.policy_file import load_policy
+    from mosgym.benchmark.offline import export_sac, train
+
+    rng = np.random.default_rng(0)
+    m = 40  # two runs of 20 decisions
+    data = Transitions(
+        rng.uniform(0, 1, (m, 25)).astype(np.float32),
+        rng.uniform(-1, 1, (m, 6)).astype(np.float32),
+        rng.normal(size=m),
+        np.tile(np.r_[np.zeros(19), 1.0], 2),
+        np.repeat([5, 6], 20),
+        ["a", "b"],
+    )
+    a, b, c = (train("iql", data, 3, seed) for seed in (0, 0, 1))
+    obs = data.observations
+    np.testing.assert_array_equal(a.predict(obs), b.predict(obs))
+    assert not np.array_equal(a.predict(obs), c.predict(obs))
+    export_sac(a, 6, tmp_path / "iql.zip", obs)
+    pol = load_policy(tmp_path / "iql.zip", SAC)  # mosgym's pickle-free loader
+    np.testing.assert_allclose(pol.predict(obs, deterministic=True)[0], a.predict(obs), atol=1e-6)
