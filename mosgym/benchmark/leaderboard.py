@@ -39,7 +39,7 @@ from mosgym.benchmark import tracking as bt
 from mosgym.benchmark.protocol import Settings
 from mosgym.benchmark.simeval import EVAL_SEED
 from mosgym.benchmark.suite import STATIC
-from mosgym.records.runs import search_all
+from mosgym.records.runs import metric_history, search_all
 
 MOS_PROP = "mos-prior-tau1"
 TARGET_POI = 0.75
@@ -68,15 +68,6 @@ class Scores:
     """ppo-real -> the real episodes behind its deployed policies."""
 
 
-def _history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    by_step = {
-        m.step: m.value
-        for m in sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-    }
-    steps = np.array(sorted(by_step), dtype=np.float64)
-    return steps, np.array([by_step[s] for s in sorted(by_step)], dtype=np.float64)
-
-
 def load_scores(client: Any, settings: Settings) -> Scores:
     """Everything the leaderboard needs, from the parent's children and the real runs."""
     parent = bt.require_parent(client, settings.experiment, settings.bench_id)
@@ -93,7 +84,7 @@ def load_scores(client: Any, settings: Settings) -> Scores:
         if score is not None:
             s.sim.setdefault(name, []).append(float(score))
         if run.data.tags.get(bt.KIND) == bt.TRAIN_KIND and bt.TRAIN_SEED in run.data.tags:
-            steps, values = _history(client, run.info.run_id, "eval/final_dev_loss_mean")
+            steps, values = metric_history(client, run.info.run_id, "eval/final_dev_loss_mean")
             s.curves.setdefault(name, []).append((run.data.tags[bt.TRAIN_SEED], steps, values))
             s.train_seconds.setdefault(name, []).append(run.data.metrics.get("train_seconds", 0))
     _load_real(client, settings, s)

@@ -91,11 +91,6 @@ def dataset(client: Any, settings: Settings) -> Transitions:
     if path.is_file():
         return Transitions.load(path)
     data = collect(client, settings.suite.real)
-    if not data.run_ids:
-        raise MosgymError(
-            f"--stage offline: no finished run of {settings.suite.real_path} in the MLflow store "
-            "(offline RL learns from logged real runs: run the real stage or `mosgym run` first)"
-        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".dataset.{os.getpid()}.npz")
     data.save(tmp)
@@ -109,12 +104,10 @@ def dataset(client: Any, settings: Settings) -> Transitions:
 def train(algo: str, data: Transitions, steps: int, seed: int) -> Any:
     """A d3rlpy algorithm fitted for `steps` gradient steps on `data` (seeded, quiet)."""
     import structlog
-    import torch
 
     d3rlpy = _d3rlpy()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    d3rlpy.seed(seed)
-    torch.manual_seed(seed)
+    d3rlpy.seed(seed)  # random, numpy and torch
     mdp = d3rlpy.dataset.MDPDataset(
         data.observations, data.actions, data.rewards.astype(np.float32), data.terminals
     )
@@ -181,7 +174,13 @@ def policy_file(settings: Settings, algo: str, seed: int) -> Path:
 
 
 def train_one(
-    client: Any, settings: Settings, algo: str, seed: int, data: Transitions, steps: int
+    client: Any,
+    parent: bt.Parent,
+    settings: Settings,
+    algo: str,
+    seed: int,
+    data: Transitions,
+    steps: int,
 ) -> bool:
     """Train and export one policy unless its record matches; True when trained now."""
     held_out = paired_real_seeds(settings, seed)
@@ -205,7 +204,6 @@ def train_one(
             f"offline {algo} seed {seed}: no logged run left once the real seeds "
             f"{held_out} are held out"
         )
-    parent = bt.require_parent(client, settings.experiment, settings.bench_id)
     tags = {bt.KIND: bt.OFFLINE_KIND, bt.BENCH: settings.bench_id, bt.ALGO: f"{algo}{bt.OFFLINE}",
             bt.TRAIN_SEED: str(seed)}  # fmt: skip
     with bt.child_run(client, parent, f"{algo}{bt.OFFLINE} s{seed}", tags) as run_id:
@@ -251,7 +249,7 @@ def run_offline_stage(
     shard: tuple[int, int] = (0, 1),
 ) -> StageCounts:
     """Train (unless done) and deploy every offline algorithm x training seed of the shard."""
-    bt.require_parent(client, settings.experiment, settings.bench_id)
+    parent = bt.require_parent(client, settings.experiment, settings.bench_id)
     _d3rlpy()
     data = dataset(client, settings)
     counts = StageCounts()
@@ -261,7 +259,7 @@ def run_offline_stage(
         if k % shard[1] != shard[0]:
             continue
         label = f"{algo}{bt.OFFLINE} seed {seed}"
-        trained = train_one(client, settings, algo, seed, data, steps)
+        trained = train_one(client, parent, settings, algo, seed, data, steps)
         (counts.done if trained else counts.skipped).append(label)
         path = policy_yaml(settings, algo, seed)
         for real in paired_real_seeds(settings, seed):

@@ -24,7 +24,9 @@ out (their names end in -offline), so rebuilding the data never feeds them back.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +36,10 @@ import numpy as np
 from mosgym.benchmark import tracking as bt
 from mosgym.config import EnvConfig, RewardConfig, to_dict
 from mosgym.envs.mixing import action_to_mixture
+from mosgym.errors import MosgymError
 from mosgym.experiment.run_params import env_params
 from mosgym.experiment.sim2real import cfg_skill_names
-from mosgym.records.runs import search_all
+from mosgym.records.runs import metric_history, search_all
 from mosgym.rewards import RewardComputer
 
 log = logging.getLogger(__name__)
@@ -89,27 +92,14 @@ class Transitions:
         return h.hexdigest()[:16]
 
     def save(self, path: Any) -> None:
-        np.savez_compressed(
-            path,
-            observations=self.observations,
-            actions=self.actions,
-            rewards=self.rewards,
-            terminals=self.terminals,
-            seeds=self.seeds,
-            run_ids=np.array(self.run_ids),
-        )
+        arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        np.savez_compressed(path, **{**arrays, "run_ids": np.array(self.run_ids)})
 
     @classmethod
     def load(cls, path: Any) -> Transitions:
         with np.load(path, allow_pickle=False) as z:
-            return cls(
-                z["observations"],
-                z["actions"],
-                z["rewards"],
-                z["terminals"],
-                z["seeds"],
-                [str(r) for r in z["run_ids"]],
-            )
+            values = {f.name: z[f.name] for f in dataclasses.fields(cls)}
+        return cls(**{**values, "run_ids": [str(r) for r in values["run_ids"]]})
 
 
 def task_params(cfg: EnvConfig) -> dict[str, str]:
@@ -128,17 +118,12 @@ def usable(run: Any, wanted: dict[str, str]) -> bool:
     return got == wanted
 
 
-def _series(client: Any, run_id: str, key: str) -> dict[int, float]:
-    """step -> value of one metric (the latest value on a repeated step)."""
-    hist = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-    return {int(m.step): float(m.value) for m in hist}
-
-
 def _table(client: Any, run_id: str, prefix: str, skills: list[str], steps: list[int]):
     """(len(steps), N) values of prefix/{skill} at `steps`, or None if one is missing."""
     cols = []
     for s in skills:
-        series = _series(client, run_id, f"{prefix}/{s}")
+        at, values = metric_history(client, run_id, f"{prefix}/{s}")
+        series = dict(zip(at.astype(int).tolist(), values.tolist(), strict=True))
         if any(t not in series for t in steps):
             return None
         cols.append([series[t] for t in steps])
@@ -171,11 +156,8 @@ def run_transitions(
     weights = _table(client, run.info.run_id, "weight", skills, points[:-1])
     if dev is None or examples is None or weights is None:
         return "a per-decision curve is missing"
-    sizes = np.asarray(
-        [int(x) for x in run.data.tags.get("mosgym.train_sizes", "").strip("[]").split(",")],
-        dtype=np.int64,
-    )
-    if sizes.shape != (n,):
+    sizes = np.asarray(json.loads(run.data.tags.get("mosgym.train_sizes", "[]")), np.int64)
+    if sizes.shape != (n,):  # the runner's JSON list of per-skill training sizes
         return "no mosgym.train_sizes tag"
     scale, floor = cfg.action.logit_scale, cfg.action.floor
     actions = []
@@ -200,9 +182,9 @@ def run_transitions(
 
 def collect(client: Any, cfg: EnvConfig) -> Transitions:
     """The transitions of every usable run of the task `cfg` in the MLflow store (all its
-    experiments), runs in start order; how many were dropped, and why, is logged."""
+    experiments), runs in start order; how many were dropped, and why, is logged. None is
+    one error line."""
     wanted = task_params(cfg)
-    n = len(cfg_skill_names(cfg))
     obs, acts, rews, terms, seeds, ids = [], [], [], [], [], []
     dropped: dict[str, int] = {}
     for exp in client.search_experiments():
@@ -222,10 +204,10 @@ def collect(client: Any, cfg: EnvConfig) -> Transitions:
     for why, count in dropped.items():
         log.info("offline data: %d runs left out: %s", count, why)
     if not ids:
-        return Transitions(
-            np.zeros((0, 4 * n + 1), np.float32), np.zeros((0, n), np.float32),
-            np.zeros(0), np.zeros(0), np.zeros(0, np.int64), [],
-        )  # fmt: skip
+        raise MosgymError(
+            f"--stage offline: no usable finished run of env {cfg.name!r} in the MLflow store "
+            "(offline RL learns from logged real runs: run the real stage or `mosgym run` first)"
+        )
     return Transitions(
         np.concatenate(obs),
         np.concatenate(acts),

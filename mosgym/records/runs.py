@@ -205,7 +205,7 @@ def skill_names(params: dict[str, str], metrics: dict[str, float]) -> tuple[str,
     return tuple(sorted(k.split("/", 1)[1] for k in metrics if k.startswith("dev_loss/")))
 
 
-def _history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+def metric_history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values) of a metric, sorted by step; the latest value wins on a repeated step."""
     hist = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
     by_step = {m.step: m.value for m in hist}
@@ -219,7 +219,7 @@ def _mixture(
     """The weight/{skill} histories as (steps (M,), weights (M, N)), each weight at the start
     of its interval; empty if any is missing. `format_1`: a record without the format tag;
     `last_step`: the last step of its dev-loss curve."""
-    series = [_history(client, run_id, f"weight/{s}") for s in skills]
+    series = [metric_history(client, run_id, f"weight/{s}") for s in skills]
     if not series or any(len(st) == 0 for st, _ in series):
         return np.zeros(0), np.zeros((0, len(skills)))
     steps = series[0][0]
@@ -236,7 +236,7 @@ def _mixture(
 def skill_curves(client: Any, run: RunData) -> tuple[np.ndarray, np.ndarray]:
     """The run's dev_loss/{skill} histories on the steps all of them share: (steps (K,),
     losses (K, N), columns in run.skills order); empty when a skill has none."""
-    series = [_history(client, run.run_id, f"dev_loss/{s}") for s in run.skills]
+    series = [metric_history(client, run.run_id, f"dev_loss/{s}") for s in run.skills]
     if not series or any(len(st) == 0 for st, _ in series):
         return np.zeros(0), np.zeros((0, len(run.skills)))
     common = sorted(set.intersection(*(set(st.tolist()) for st, _ in series)))
@@ -265,7 +265,7 @@ def to_run_data(client: Any, run: Any) -> RunData:
     if not agent:
         raise MosgymError(f"run {rid}: no tag {AGENT_TAG}; log runs with `python -m mosgym.run`")
     skills = skill_names(run.data.params, metrics)
-    steps, curve = _history(client, rid, "dev_loss_mean")
+    steps, curve = metric_history(client, rid, "dev_loss_mean")
     if len(steps) == 0:
         raise MosgymError(
             f"run {rid} ({agent}): no dev_loss_mean history; it was not logged by mosgym.run "
